@@ -1,0 +1,123 @@
+"""Host setup over SSH: the lab user and group, and the lab's folders.
+
+Each step is a pulumi-command ``remote.Command`` whose create script is idempotent and
+whose delete script undoes it on ``pulumi destroy`` (keeping user data unless the stack
+allows removing it). Privileged steps run through ``sudo -n`` for a non-root SSH user.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pulumi
+from pulumi_command import remote
+
+from infra.rendering import render
+from infra.settings import Settings
+
+TYPE = "juvini:index:Host"
+
+
+def connection_args(settings: Settings) -> remote.ConnectionArgs:
+    """SSH connection to the Docker host; key and password stay secrets."""
+    host = settings.host
+    return remote.ConnectionArgs(
+        host=host.address,
+        port=host.ssh_port,
+        user=host.ssh_user,
+        private_key=pulumi.Output.secret(host.ssh_private_key.get_secret_value()) if host.ssh_private_key else None,
+        password=pulumi.Output.secret(host.ssh_password.get_secret_value()) if host.ssh_password else None,
+        host_key=host.host_key,
+        dial_error_limit=5,
+        per_dial_timeout=15,
+    )
+
+
+def privileged(settings: Settings, script: str) -> str:
+    """A command line that runs ``script`` as root on the host."""
+    sudo = "sudo -n " if settings.host.use_sudo else ""
+    return f"{sudo}sh -c {shlex.quote(script)}"
+
+
+def lab_user_scripts(settings: Settings) -> tuple[str, str]:
+    """The (create, delete) scripts for the lab's user and group."""
+    values = {
+        "name": settings.lab_user.name,
+        "uid": settings.lab_user.uid,
+        "gid": settings.lab_user.gid,
+        "docker_group": settings.lab_user.docker_group,
+        "allow_data_removal": settings.allow_data_removal,
+    }
+    return render("host-lab-user.sh.j2", **values), render("host-lab-user-delete.sh.j2", **values)
+
+
+def folder_scripts(settings: Settings) -> tuple[str, str]:
+    """The (create, delete) scripts for the lab's folders."""
+    values = {
+        "uid": settings.lab_user.uid,
+        "gid": settings.lab_user.gid,
+        "shared_dir": settings.paths.shared_dir,
+        "tls_dir": settings.paths.tls_dir,
+        "users_dir": settings.paths.users_dir,
+        "hub_state_dir": settings.paths.hub_state_dir,
+        "allow_data_removal": settings.allow_data_removal,
+    }
+    return render("host-folders.sh.j2", **values), render("host-folders-delete.sh.j2", **values)
+
+
+def file_script(settings: Settings, path: str, mode: str) -> str:
+    """Script writing stdin to ``path`` owned by the lab user."""
+    return render("host-file.sh.j2", path=path, mode=mode, uid=settings.lab_user.uid, gid=settings.lab_user.gid)
+
+
+class Host(pulumi.ComponentResource):
+    """The Docker host made ready for the lab: user, group and folders."""
+
+    lab_user: remote.Command
+    folders: remote.Command
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self._settings = settings
+        self.connection = connection_args(settings)
+        child = pulumi.ResourceOptions(parent=self)
+
+        create, delete = lab_user_scripts(settings)
+        self.lab_user = remote.Command(
+            f"{name}-lab-user",
+            connection=self.connection,
+            create=privileged(settings, create),
+            delete=privileged(settings, delete),
+            opts=child,
+        )
+        create, delete = folder_scripts(settings)
+        self.folders = remote.Command(
+            f"{name}-folders",
+            connection=self.connection,
+            create=privileged(settings, create),
+            delete=privileged(settings, delete),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.lab_user]),
+        )
+        self.ready: list[pulumi.Resource] = [self.lab_user, self.folders]
+        self.register_outputs({"labUser": self.lab_user.stdout, "folders": self.folders.stdout})
+
+    def file(
+        self,
+        name: str,
+        path: str,
+        content: pulumi.Input[str],
+        mode: str = "0600",
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> remote.Command:
+        """A file on the host, written from ``content`` over stdin (so secrets stay off command lines)."""
+        return remote.Command(
+            name,
+            connection=self.connection,
+            create=privileged(self._settings, file_script(self._settings, path, mode)),
+            delete=privileged(self._settings, f"rm -f {shlex.quote(path)}"),
+            stdin=content,
+            logging=remote.Logging.STDERR,
+            opts=pulumi.ResourceOptions.merge(
+                pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts
+            ),
+        )

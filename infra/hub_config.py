@@ -1,0 +1,89 @@
+"""``jupyterhub_config.py`` rendered from the settings: a pure function of its inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.images import DISPLAY_NAMES
+from infra.naming import Naming
+from infra.settings import Settings
+
+#: Where things live inside the hub container.
+HUB_HOME = "/srv/jupyterhub"
+CONFIG_PATH = f"{HUB_HOME}/jupyterhub_config.py"
+STATE_DIR = f"{HUB_HOME}/state"
+LDAP_CA_PATH = f"{HUB_HOME}/ldap-ca.crt"
+HUB_API_PORT = 8081
+PROXY_PUBLIC_PORT = 8000
+PROXY_API_PORT = 8001
+PROXY_REDIRECT_PORT = 8080
+
+#: Inside users' containers.
+HOME_DIR_TEMPLATE = "/home/{user}"
+SHARED_MOUNT = "shared"
+
+
+def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[str, str]) -> dict[str, Any]:
+    """The values ``jupyterhub_config.py.j2`` renders, all plain Python data."""
+    hub_name = naming.physical("hub")
+    home = HOME_DIR_TEMPLATE.format(user=settings.lab_user.name)
+    auth = settings.auth
+    allowed = {DISPLAY_NAMES[flavour]: notebook_images[flavour] for flavour in settings.spawner.allowed_images}
+    default_flavour = settings.spawner.allowed_images[0]
+    environment = {
+        "SPARK_DRIVER_MEMORY": settings.spark.driver_memory,
+        # Users may `pip install --user`; it lands in their persistent home.
+        "PIP_USER": "1",
+    } | settings.spawner.environment
+    return {
+        "stack_prefix": naming.prefix,
+        "public_url": settings.hub_url,
+        "hub_connect_url": f"http://{hub_name}:{HUB_API_PORT}",
+        "proxy_api_url": f"http://{naming.physical('proxy')}:{PROXY_API_PORT}",
+        "db_url": f"sqlite:///{STATE_DIR}/jupyterhub.sqlite",
+        "pid_file": f"{STATE_DIR}/jupyterhub.pid",
+        "log_level": settings.hub.log_level,
+        "concurrent_spawn_limit": settings.hub.concurrent_spawn_limit,
+        "admin_users": sorted(settings.hub.admin_users),
+        "allowed_users": sorted(auth.allowed_users),
+        "auth_type": auth.type.value,
+        "native": auth.native.model_dump(),
+        "ldap": auth.ldap.model_dump(exclude={"search_password"}, mode="json")
+        | {"ca_certificate_path": LDAP_CA_PATH if auth.ldap.ca_certificate else None},
+        "github": {
+            "client_id": auth.github.client_id,
+            "allowed_organizations": sorted(auth.github.allowed_organizations),
+            "callback_url": f"{settings.hub_url}hub/oauth_callback",
+        },
+        "spawner_class": "dockerspawner.SwarmSpawner" if settings.swarm.enabled else "dockerspawner.DockerSpawner",
+        "swarm": settings.swarm.enabled,
+        "placement_constraints": list(settings.swarm.placement_constraints),
+        "allowed_images": allowed,
+        "default_image": notebook_images[default_flavour],
+        "name_template": f"{naming.physical('user')}-{{username}}",
+        "users_network": naming.physical("users-net"),
+        "home_dir": home,
+        "volumes": {
+            f"{settings.paths.users_dir}/{{username}}": home,
+            settings.paths.shared_dir: f"{home}/{SHARED_MOUNT}",
+        },
+        "mem_limit": settings.spawner.mem_limit,
+        "cpu_limit": settings.spawner.cpu_limit,
+        "environment": environment,
+        "container_user": f"{settings.lab_user.uid}:{settings.lab_user.gid}",
+        "container_labels": naming.labels("user"),
+        "start_timeout": settings.spawner.start_timeout,
+        "http_timeout": settings.spawner.http_timeout,
+        "users_dir": settings.paths.users_dir,
+        "lab_uid": settings.lab_user.uid,
+        "lab_gid": settings.lab_user.gid,
+        "idle_timeout": settings.spawner.idle_timeout,
+        "cull_every": settings.spawner.cull_every,
+    }
+
+
+def render_hub_config(settings: Settings, naming: Naming, notebook_images: dict[str, str]) -> str:
+    """The text of ``jupyterhub_config.py`` for this stack."""
+    from infra.rendering import render
+
+    return render("jupyterhub_config.py.j2", **hub_config_values(settings, naming, notebook_images))

@@ -1,0 +1,58 @@
+"""Docker networks: one joining the hub and its proxy, one for users' servers.
+
+The hub and the proxy join both; users' servers join only theirs, from which they reach
+the hub API and are reached by the proxy. With Swarm the users' network is an
+attachable overlay so services on every node can join it.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.naming import Naming
+from infra.settings import Settings
+
+TYPE = "juvini:index:Networks"
+
+
+class Networks(pulumi.ComponentResource):
+    """The lab's Docker networks."""
+
+    hub_network: docker.Network
+    users_network: docker.Network
+
+    def __init__(
+        self, name: str, settings: Settings, naming: Naming, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.hub_network = docker.Network(
+            f"{name}-hub",
+            name=naming.physical("hub-net"),
+            driver="bridge",
+            ipam_configs=_ipam(settings.network.hub_subnet),
+            labels=_labels(naming, "hub-net"),
+            opts=child,
+        )
+        swarm = settings.swarm.enabled
+        self.users_network = docker.Network(
+            f"{name}-users",
+            name=naming.physical("users-net"),
+            driver="overlay" if swarm else "bridge",
+            attachable=True if swarm else None,
+            ipam_configs=_ipam(settings.network.users_subnet),
+            labels=_labels(naming, "users-net"),
+            opts=child,
+        )
+        self.hub_network_name = self.hub_network.name
+        self.users_network_name = self.users_network.name
+        self.register_outputs({"hubNetwork": self.hub_network.name, "usersNetwork": self.users_network.name})
+
+
+def _ipam(subnet: str | None) -> list[docker.NetworkIpamConfigArgs] | None:
+    return [docker.NetworkIpamConfigArgs(subnet=subnet)] if subnet else None
+
+
+def _labels(naming: Naming, role: str) -> list[docker.NetworkLabelArgs]:
+    return [docker.NetworkLabelArgs(label=key, value=value) for key, value in naming.labels(role).items()]
