@@ -21,11 +21,12 @@ TYPE = "juvini:index:Host"
 def connection_args(settings: Settings) -> remote.ConnectionArgs:
     """SSH connection to the Docker host; key and password stay secrets."""
     host = settings.host
+    private_key = host.private_key()
     return remote.ConnectionArgs(
         host=host.address,
         port=host.ssh_port,
         user=host.ssh_user,
-        private_key=pulumi.Output.secret(host.ssh_private_key.get_secret_value()) if host.ssh_private_key else None,
+        private_key=pulumi.Output.secret(private_key.get_secret_value()) if private_key else None,
         password=pulumi.Output.secret(host.ssh_password.get_secret_value()) if host.ssh_password else None,
         host_key=host.host_key,
         dial_error_limit=5,
@@ -117,7 +118,5 @@ class Host(pulumi.ComponentResource):
             delete=privileged(self._settings, f"rm -f {shlex.quote(path)}"),
             stdin=content,
             logging=remote.Logging.STDERR,
-            opts=pulumi.ResourceOptions.merge(
-                pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts
-            ),
+            opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts),
         )

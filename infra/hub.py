@@ -49,6 +49,11 @@ def _healthcheck(url: str, insecure_tls: bool = False) -> docker.ContainerHealth
     )
 
 
+def _secret_env(name: str, value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """``NAME=value`` for a container's environment, marked secret whatever its source."""
+    return pulumi.Output.secret(pulumi.Output.concat(name, "=", value))
+
+
 def _labels(naming: Naming, role: str) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=key, value=value) for key, value in naming.labels(role).items()]
 
@@ -79,8 +84,10 @@ class Hub(pulumi.ComponentResource):
         self.proxy_token = random.RandomBytes(f"{name}-proxy-token", length=32, opts=child)
         self.crypt_key = random.RandomBytes(f"{name}-crypt-key", length=32, opts=child)
 
-        notebook_images = {flavour: naming.image(f"notebook-{flavour}", settings.images.tag, settings.images.registry)
-                           for flavour in images.notebooks}
+        notebook_images = {
+            flavour: naming.image(f"notebook-{flavour}", settings.images.tag, settings.images.registry)
+            for flavour in images.notebooks
+        }
         self.config_text = render_hub_config(settings, naming, notebook_images)
         hub_name = naming.physical("hub")
         proxy_name = naming.physical("proxy")
@@ -89,14 +96,20 @@ class Hub(pulumi.ComponentResource):
             docker.ContainerNetworksAdvancedArgs(name=networks.hub_network.name),
             docker.ContainerNetworksAdvancedArgs(name=networks.users_network.name),
         ]
-        ready = [*host.ready, *tls.files, networks.hub_network, networks.users_network,
-                 images.hub, *images.notebooks.values()]
+        ready = [
+            *host.ready,
+            *tls.files,
+            networks.hub_network,
+            networks.users_network,
+            images.hub,
+            *images.notebooks.values(),
+        ]
 
-        proxy_env = [pulumi.Output.concat("CONFIGPROXY_AUTH_TOKEN=", self.proxy_token.hex)]
+        proxy_env = [_secret_env("CONFIGPROXY_AUTH_TOKEN", self.proxy_token.hex)]
         hub_env = [
             *proxy_env,
-            pulumi.Output.concat("JPY_COOKIE_SECRET=", self.cookie_secret.hex),
-            pulumi.Output.concat("JUPYTERHUB_CRYPT_KEY=", self.crypt_key.hex),
+            _secret_env("JPY_COOKIE_SECRET", self.cookie_secret.hex),
+            _secret_env("JUPYTERHUB_CRYPT_KEY", self.crypt_key.hex),
             *self._auth_env(settings),
         ]
 
@@ -172,7 +185,9 @@ class Hub(pulumi.ComponentResource):
         ports = [docker.ContainerPortArgs(internal=PROXY_PUBLIC_PORT, external=hub.https_port, ip=hub.bind_address)]
         if hub.http_redirect_port is not None:
             ports.append(
-                docker.ContainerPortArgs(internal=PROXY_REDIRECT_PORT, external=hub.http_redirect_port, ip=hub.bind_address)
+                docker.ContainerPortArgs(
+                    internal=PROXY_REDIRECT_PORT, external=hub.http_redirect_port, ip=hub.bind_address
+                )
             )
         return ports
 
@@ -185,6 +200,4 @@ class Hub(pulumi.ComponentResource):
             "JUVINI_GITHUB_CLIENT_SECRET": auth.github.client_secret if auth.type is AuthType.GITHUB else None,
             "JUVINI_DUMMY_PASSWORD": auth.dummy_password if auth.type is AuthType.DUMMY else None,
         }
-        return [
-            pulumi.Output.secret(f"{key}={value.get_secret_value()}") for key, value in secrets.items() if value
-        ]
+        return [_secret_env(key, value.get_secret_value()) for key, value in secrets.items() if value]

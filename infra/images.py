@@ -102,7 +102,7 @@ class Images(pulumi.ComponentResource):
             image_name=self._naming.image(physical_role, settings.images.tag, settings.images.registry),
             build=docker.DockerBuildArgs(
                 context=context,
-                dockerfile=os.path.join(context, "Dockerfile"),
+                dockerfile=str(Path(context) / "Dockerfile"),
                 args=build_args(settings, role, base),
                 builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             ),

@@ -34,9 +34,7 @@ class Lab(pulumi.ComponentResource):
         self.tls = Tls(f"{name}-tls", settings, self.host, opts=pulumi.ResourceOptions(parent=self))
         self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
-        self.hub = Hub(
-            f"{name}-hub", settings, naming, self.host, self.tls, self.networks, self.images, opts=on_host
-        )
+        self.hub = Hub(f"{name}-hub", settings, naming, self.host, self.tls, self.networks, self.images, opts=on_host)
 
         self.hub_url = settings.hub_url
         self.ca_certificate = self.tls.ca_certificate
@@ -60,6 +58,4 @@ def export_outputs(lab: Lab) -> None:
     pulumi.export(outputs.ADMIN_USERS, lab.admin_users)
     pulumi.export(outputs.HUB_CONTAINER, lab.hub.hub_container.name)
     pulumi.export(outputs.PROXY_CONTAINER, lab.hub.proxy_container.name)
-    pulumi.export(
-        outputs.NETWORKS, {"hub": lab.networks.hub_network.name, "users": lab.networks.users_network.name}
-    )
+    pulumi.export(outputs.NETWORKS, {"hub": lab.networks.hub_network.name, "users": lab.networks.users_network.name})

@@ -205,6 +205,11 @@ class HostSettings(Section):
     ssh_private_key: SecretStr | None = Field(
         None, description="SSH private key (PEM/OpenSSH) for the SSH user. Secret. Without it the SSH agent is used."
     )
+    ssh_private_key_file: str | None = Field(
+        None,
+        description="Path of an SSH private key file on the machine running Pulumi, instead of sshPrivateKey; "
+        "its content is handled as a secret.",
+    )
     ssh_password: SecretStr | None = Field(None, description="SSH password, when no key is used. Secret.")
     host_key: str | None = Field(
         None, description="Expected SSH host public key (e.g. 'ssh-ed25519 AAAA...'); unchecked when unset."
@@ -220,11 +225,26 @@ class HostSettings(Section):
             raise ValueError("must be an SSH public key line 'TYPE BASE64' such as 'ssh-ed25519 AAAA...'")
         return value
 
+    @field_validator("ssh_private_key_file")
+    @classmethod
+    def _key_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError("must be the path of a readable SSH private key file; no such file")
+        return value
+
     @model_validator(mode="after")
     def _sudo_only_for_non_root(self) -> HostSettings:
         if self.use_sudo and self.ssh_user == "root":
             raise ValueError("useSudo is for a non-root sshUser; root needs no sudo")
+        if self.ssh_private_key is not None and self.ssh_private_key_file is not None:
+            raise ValueError("set sshPrivateKey or sshPrivateKeyFile, not both")
         return self
+
+    def private_key(self) -> SecretStr | None:
+        """The SSH private key, from the secret setting or the key file."""
+        if self.ssh_private_key_file is not None:
+            return SecretStr(Path(self.ssh_private_key_file).expanduser().read_text(encoding="utf-8"))
+        return self.ssh_private_key
 
 
 class LabUserSettings(Section):
@@ -361,9 +381,12 @@ class NetworkSettings(Section):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> NetworkSettings:
-        if self.hub_subnet and self.users_subnet:
-            if ipaddress.ip_network(self.hub_subnet).overlaps(ipaddress.ip_network(self.users_subnet)):
-                raise ValueError(f"hubSubnet {self.hub_subnet} and usersSubnet {self.users_subnet} overlap")
+        if (
+            self.hub_subnet
+            and self.users_subnet
+            and ipaddress.ip_network(self.hub_subnet).overlaps(ipaddress.ip_network(self.users_subnet))
+        ):
+            raise ValueError(f"hubSubnet {self.hub_subnet} and usersSubnet {self.users_subnet} overlap")
         return self
 
 
@@ -372,7 +395,8 @@ class ImageSettings(Section):
 
     base_image: ImageReference = Field(
         "debian:bookworm-slim",
-        description="Debian-like image the hub and notebook images are built from (must be pullable or present locally).",
+        description="Debian-like image the hub and notebook images are built from "
+        "(must be pullable or present locally).",
     )
     registry: str | None = Field(
         None,
@@ -382,8 +406,8 @@ class ImageSettings(Section):
     push: bool = Field(False, description="Push the built images to the registry.")
     extra_ca_bundle: str | None = Field(
         None,
-        description="Extra CA certificates (PEM text, or a path to a PEM file) trusted in the images at build and run "
-        "time, e.g. a corporate TLS-inspecting proxy's CA.",
+        description="Extra CA certificates (PEM text, a PEM file, or a folder of .crt files) trusted in the "
+        "images at build and run time, e.g. a corporate TLS-inspecting proxy's CA.",
     )
     build_on_preview: bool = Field(False, description="Build images during 'pulumi preview' too.")
 
@@ -411,9 +435,17 @@ class ImageSettings(Section):
         text = value
         if "-----BEGIN" not in value:
             path = Path(value).expanduser()
-            if not path.is_file():
-                raise ValueError("must be PEM text or the path of a readable PEM file; no such file")
-            text = path.read_text(encoding="utf-8", errors="replace")
+            if path.is_dir():
+                # A folder of CA files, like Debian's /usr/local/share/ca-certificates: an
+                # empty one simply means there are no extra CAs.
+                files = sorted([*path.glob("*.crt"), *path.glob("*.pem")])
+                text = "".join(file.read_text(encoding="utf-8", errors="replace") for file in files)
+                if not text:
+                    return None
+            elif path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+            else:
+                raise ValueError("must be PEM text, a PEM file or a folder of .crt/.pem files; no such path")
         certificates = _PEM_CERT.findall(text)
         if not certificates:
             raise ValueError("contains no PEM certificate (-----BEGIN CERTIFICATE-----)")
@@ -513,7 +545,8 @@ class SparkSettings(Section):
     )
     driver_host: HostnameOrIp | None = Field(
         None,
-        description="Address an external cluster uses to reach drivers (spark.driver.host); the host address when unset.",
+        description="Address an external cluster uses to reach drivers (spark.driver.host); "
+        "the host address when unset.",
     )
 
     @field_validator("driver_ports", "block_manager_ports", mode="before")
@@ -584,7 +617,6 @@ class LdapSettings(Section):
     allowed_groups: list[str] = Field(
         [], description="Group DNs whose members may log in; empty allows every valid user."
     )
-    admin_groups: list[str] = Field([], description="Group DNs whose members are hub admins.")
 
     @field_validator("ca_certificate")
     @classmethod
@@ -647,9 +679,10 @@ class AuthSettings(Section):
                 problems.append("ldap needs bindDnTemplate, or lookupDn with searchUser/searchPassword/userSearchBase")
         if self.type is AuthType.GITHUB and (self.github.client_id is None or self.github.client_secret is None):
             problems.append("type github needs github.clientId and github.clientSecret")
-        if self.type is AuthType.DUMMY:
-            if self.dummy_password is None or len(self.dummy_password.get_secret_value()) < 8:
-                problems.append("type dummy needs dummyPassword of at least 8 characters")
+        if self.type is AuthType.DUMMY and (
+            self.dummy_password is None or len(self.dummy_password.get_secret_value()) < 8
+        ):
+            problems.append("type dummy needs dummyPassword of at least 8 characters")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -29,9 +29,7 @@ class Tls(pulumi.ComponentResource):
     server_certificate: pulumi.Output[str]
     server_private_key: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, settings: Settings, host: Host, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, settings: Settings, host: Host, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = settings.tls
@@ -92,6 +90,4 @@ class Tls(pulumi.ComponentResource):
             host.file(f"{name}-server-key-file", self.server_key_path, self.server_private_key, "0600", child),
             host.file(f"{name}-ca-cert-file", self.ca_certificate_path, self.ca_certificate, "0644", child),
         ]
-        self.register_outputs(
-            {"caCertificate": self.ca_certificate, "serverCertificate": self.server_certificate}
-        )
+        self.register_outputs({"caCertificate": self.ca_certificate, "serverCertificate": self.server_certificate})

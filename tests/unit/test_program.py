@@ -1,0 +1,280 @@
+"""The program under Pulumi's mocks, for the dev stack and the production example.
+
+Each test names the resource (its URN) in its failure message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from infra import outputs
+from infra.images import CONTEXTS
+from tests.support.pulumi_mocks import MOCK_PRIVATE_KEY, ProgramFailed, ProgramRun, run_program
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER = "docker:index/container:Container"
+IMAGE = "docker:index/image:Image"
+NETWORK = "docker:index/network:Network"
+COMMAND = "command:remote:Command"
+PROD_SECRETS = {
+    "searchPassword": "service-account-password",
+    "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
+}
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The ``juvini:`` keys of ``Pulumi.<stack>.yaml``, as the CLI would pass them."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    return {
+        key.removeprefix("juvini:"): value for key, value in document["config"].items() if key.startswith("juvini:")
+    }
+
+
+@pytest.fixture(scope="module")
+def ssh_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    path.write_text(PROD_SECRETS["sshPrivateKey"], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def dev(ssh_key_file: Path) -> ProgramRun:
+    config = stack_config("dev")
+    config["host"] = config["host"] | {"sshPrivateKeyFile": str(ssh_key_file)}
+    return run_program(config, stack="dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramRun:
+    config = stack_config("prod")
+    config["auth"]["ldap"]["searchPassword"] = PROD_SECRETS["searchPassword"]
+    config["host"]["sshPrivateKey"] = PROD_SECRETS["sshPrivateKey"]
+    return run_program(config, secret_keys=["auth", "host"], stack="prod")
+
+
+def test_every_component_is_registered_once(dev: ProgramRun) -> None:
+    types = [r.type for r in dev.registrations]
+    for token in ("Lab", "Host", "Tls", "Networks", "Images", "Hub"):
+        assert types.count(f"juvini:index:{token}") == 1, token
+
+
+def test_children_are_parented_and_named_from_their_component(dev: ProgramRun) -> None:
+    for registration in dev.registrations:
+        if registration.type == "juvini:index:Lab":
+            continue
+        parent = dev.by_urn.get(registration.parent)
+        assert parent is not None, f"{registration} has no parent in the program"
+        assert registration.name.startswith(parent.name), f"{registration} is not named from {parent}"
+
+
+def test_docker_objects_use_the_stacks_explicit_provider(dev: ProgramRun) -> None:
+    (provider,) = dev.of_type("pulumi:providers:docker")
+    assert provider.inputs["host"] == "unix:///var/run/docker.sock"
+    for registration in dev.registrations:
+        if registration.type.startswith("docker:index/"):
+            assert registration.provider.startswith(provider.urn), f"{registration} uses {registration.provider}"
+
+
+def test_prod_docker_provider_targets_the_remote_host(prod: ProgramRun) -> None:
+    (provider,) = prod.of_type("pulumi:providers:docker")
+    assert provider.inputs["host"] == "ssh://labuser@lab1.corp.example.org"
+
+
+def test_host_commands_create_user_and_folders_with_delete_scripts(dev: ProgramRun) -> None:
+    user = dev.named("juvini-dev-host-lab-user")
+    folders = dev.named("juvini-dev-host-folders")
+    assert "groupadd --gid" in user.inputs["create"] and "2100" in user.inputs["create"], user
+    assert "useradd --uid" in user.inputs["create"], user
+    assert "allowDataRemoval" in user.inputs["delete"], user
+    for path in ("/shared/jupyterhub", "/etc/jupyterhub/ssl", "/srv/juvini/users", "/srv/juvini/hub"):
+        assert path in folders.inputs["create"], f"{folders} lacks {path}"
+    assert "-m 2775" in folders.inputs["create"] and "-m 0700" in folders.inputs["create"], folders
+    assert dev.depends_on(folders, user), f"{folders} must wait for {user}"
+
+
+def test_host_connection_comes_from_settings_and_its_key_is_secret(dev: ProgramRun) -> None:
+    user = dev.named("juvini-dev-host-lab-user")
+    connection = user.inputs["connection"]
+    assert (connection["host"], connection["user"], connection["port"]) == ("127.0.0.1", "root", 22), user
+    assert connection["privateKey"] == PROD_SECRETS["sshPrivateKey"], user
+    assert "connection" in user.secret_inputs, f"{user} sends its SSH key in plain state"
+
+
+def test_prod_host_steps_run_through_sudo(prod: ProgramRun) -> None:
+    for registration in prod.of_type(COMMAND):
+        assert registration.inputs["create"].startswith("sudo -n sh -c "), registration
+        assert registration.inputs["delete"].startswith("sudo -n sh -c "), registration
+        assert registration.inputs["connection"]["user"] == "labadmin", registration
+
+
+def test_self_signed_tls_has_a_ca_and_a_server_cert_with_the_sans(prod: ProgramRun) -> None:
+    (ca,) = prod.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    (request,) = prod.of_type("tls:index/certRequest:CertRequest")
+    (server,) = prod.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    assert ca.inputs["isCaCertificate"] is True, ca
+    assert "cert_signing" in ca.inputs["allowedUses"], ca
+    assert request.inputs["dnsNames"] == ["lab.corp.example.org", "lab1.corp.example.org"], request
+    assert request.inputs["ipAddresses"] == ["10.20.30.40"], request
+    assert "server_auth" in server.inputs["allowedUses"], server
+    assert prod.depends_on(server, ca), f"{server} must be signed by {ca}"
+
+
+def test_tls_files_land_in_the_tls_folder_and_the_key_travels_as_a_secret_on_stdin(dev: ProgramRun) -> None:
+    key_file = dev.named("juvini-dev-tls-server-key-file")
+    cert_file = dev.named("juvini-dev-tls-server-cert-file")
+    assert "/etc/jupyterhub/ssl/server.key" in key_file.inputs["create"], key_file
+    assert "chmod 0600" in key_file.inputs["create"], key_file
+    assert "PRIVATE KEY" in key_file.inputs["stdin"], key_file
+    assert "stdin" in key_file.secret_inputs, f"{key_file} stores the private key in plain state"
+    assert "PRIVATE KEY" not in key_file.inputs["create"], key_file
+    assert "BEGIN CERTIFICATE" in cert_file.inputs["stdin"], cert_file
+    assert dev.depends_on(key_file, dev.named("juvini-dev-host-folders")), key_file
+
+
+def test_networks_are_named_per_stack(dev: ProgramRun, prod: ProgramRun) -> None:
+    dev_names = sorted(r.inputs["name"] for r in dev.of_type(NETWORK))
+    prod_names = sorted(r.inputs["name"] for r in prod.of_type(NETWORK))
+    assert dev_names == ["juvini-dev-hub-net", "juvini-dev-users-net"]
+    assert prod_names == ["juvini-prod-hub-net", "juvini-prod-users-net"]
+    subnets = {r.inputs["name"]: r.inputs["ipamConfigs"][0]["subnet"] for r in prod.of_type(NETWORK)}
+    assert subnets == {"juvini-prod-hub-net": "172.30.10.0/24", "juvini-prod-users-net": "172.30.11.0/24"}
+
+
+def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -> None:
+    images = {r.name.removeprefix("juvini-dev-images-"): r for r in dev.of_type(IMAGE)}
+    assert set(images) == {"hub", "base", "datascience", "pyspark"}
+    for role, image in images.items():
+        build = image.inputs["build"]
+        assert build["context"].endswith(f"images/{CONTEXTS[role]}"), image
+        assert (ROOT / "images" / CONTEXTS[role] / "Dockerfile").is_file(), image
+        assert build["builderVersion"] == "BuilderBuildKit", image
+        assert image.inputs["skipPush"] is True, image
+        assert "EXTRA_CA_CERTS" in build["args"], image
+    assert images["hub"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-base:bookworm"
+    assert images["base"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-base:bookworm"
+    assert images["base"].inputs["build"]["args"]["LAB_UID"] == "2100"
+    assert images["datascience"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-dev-notebook-base:0.1.0"
+    assert images["pyspark"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-dev-notebook-datascience:0.1.0"
+    assert dev.depends_on(images["pyspark"], images["datascience"]), images["pyspark"]
+
+
+def test_prod_images_are_pushed_to_the_registry(prod: ProgramRun) -> None:
+    for image in prod.of_type(IMAGE):
+        assert image.inputs["imageName"].startswith("registry.corp.example.org/datalab/juvini-prod-"), image
+        assert image.inputs["imageName"].endswith(":2026.11.0"), image
+        assert image.inputs["skipPush"] is False, image
+
+
+def test_hub_waits_for_host_tls_images_and_networks(dev: ProgramRun) -> None:
+    hub = dev.named("juvini-dev-hub-hub")
+    needed = [r for r in dev.registrations if r.type in (COMMAND, IMAGE, NETWORK)]
+    for registration in needed:
+        assert dev.depends_on(hub, registration), f"{hub} does not wait for {registration}"
+    assert dev.depends_on(hub, dev.named("juvini-dev-hub-proxy")), hub
+
+
+def test_proxy_serves_https_on_the_configured_port_with_the_stacks_cert(dev: ProgramRun) -> None:
+    proxy = dev.named("juvini-dev-hub-proxy")
+    assert proxy.inputs["name"] == "juvini-dev-proxy", proxy
+    assert proxy.inputs["ports"] == [{"internal": 8000, "external": 8443, "ip": "0.0.0.0"}], proxy
+    command = proxy.inputs["command"]
+    assert command[0] == "configurable-http-proxy", proxy
+    assert "--ssl-cert=/etc/juvini/tls/server.crt" in command and "--ssl-key=/etc/juvini/tls/server.key" in command
+    assert "--default-target=http://juvini-dev-hub:8081" in command, proxy
+    assert proxy.inputs["user"] == "2100:2100", proxy
+    (mount,) = proxy.inputs["mounts"]
+    assert (mount["source"], mount["readOnly"]) == ("/etc/jupyterhub/ssl", True), proxy
+    assert proxy.inputs["restart"] == "unless-stopped", proxy
+    assert "hub/health" in " ".join(proxy.inputs["healthcheck"]["tests"]), proxy
+
+
+def test_prod_proxy_redirects_plain_http(prod: ProgramRun) -> None:
+    proxy = prod.named("juvini-prod-hub-proxy")
+    assert {port["external"] for port in proxy.inputs["ports"]} == {443, 80}, proxy
+    assert "--redirect-to=443" in proxy.inputs["command"], proxy
+
+
+def test_hub_container_gets_config_socket_state_and_secrets(dev: ProgramRun) -> None:
+    hub = dev.named("juvini-dev-hub-hub")
+    (upload,) = hub.inputs["uploads"]
+    assert upload["file"] == "/srv/jupyterhub/jupyterhub_config.py", hub
+    assert "dockerspawner.DockerSpawner" in upload["content"], hub
+    mounts = {m["target"]: m["source"] for m in hub.inputs["mounts"]}
+    assert mounts == {
+        "/var/run/docker.sock": "/var/run/docker.sock",
+        "/srv/jupyterhub/state": "/srv/juvini/hub",
+        "/srv/juvini/users": "/srv/juvini/users",
+    }, hub
+    env_names = sorted(entry.split("=", 1)[0] for entry in hub.inputs["envs"])
+    assert env_names == ["CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"], hub
+    assert hub.secret_inputs == {"envs"}, f"{hub} secrets: {hub.secret_inputs}"
+    networks = [n["name"] for n in hub.inputs["networksAdvanced"]]
+    assert networks == ["juvini-dev-hub-net", "juvini-dev-users-net"], hub
+
+
+def test_secrets_are_generated_once_per_stack(dev: ProgramRun) -> None:
+    generated = {r.name: r.inputs["length"] for r in dev.of_type("random:index/randomBytes:RandomBytes")}
+    assert generated == {
+        "juvini-dev-hub-cookie-secret": 32,
+        "juvini-dev-hub-proxy-token": 32,
+        "juvini-dev-hub-crypt-key": 32,
+    }
+
+
+def test_prod_ldap_password_reaches_the_hub_only_as_a_secret_env(prod: ProgramRun) -> None:
+    hub = prod.named("juvini-prod-hub-hub")
+    entries = [entry for entry in hub.inputs["envs"] if entry.startswith("JUVINI_LDAP_SEARCH_PASSWORD=")]
+    assert entries == [f"JUVINI_LDAP_SEARCH_PASSWORD={PROD_SECRETS['searchPassword']}"], hub
+    assert "envs" in hub.secret_inputs, hub
+    assert PROD_SECRETS["searchPassword"] not in hub.inputs["uploads"][0]["content"], hub
+
+
+def test_no_secret_value_appears_outside_secret_inputs(prod: ProgramRun) -> None:
+    secrets = [*PROD_SECRETS.values(), "MOCK-juvini-prod-tls-server-key"]
+    for registration in prod.registrations:
+        plain = {key: value for key, value in registration.inputs.items() if key not in registration.secret_inputs}
+        text = repr(plain)
+        for secret in secrets:
+            assert secret not in text, f"{registration} holds a secret in plain inputs"
+
+
+def test_stack_outputs(dev: ProgramRun) -> None:
+    assert dev.outputs[outputs.HUB_URL] == "https://localhost:8443/"
+    assert dev.outputs[outputs.CA_CERTIFICATE].startswith("-----BEGIN CERTIFICATE-----")
+    assert dev.outputs[outputs.ADMIN_USERS] == ["admin"]
+    assert dev.outputs[outputs.IMAGES] == {
+        "hub": "juvini-dev-hub:0.1.0",
+        "base": "juvini-dev-notebook-base:0.1.0",
+        "datascience": "juvini-dev-notebook-datascience:0.1.0",
+        "pyspark": "juvini-dev-notebook-pyspark:0.1.0",
+    }
+    assert dev.outputs[outputs.NETWORKS] == {"hub": "juvini-dev-hub-net", "users": "juvini-dev-users-net"}
+
+
+def test_stack_outputs_hold_no_secret(dev: ProgramRun, prod: ProgramRun) -> None:
+    for run in (dev, prod):
+        assert run.secret_outputs == set()
+        text = repr(run.outputs)
+        assert "PRIVATE KEY" not in text and PROD_SECRETS["searchPassword"] not in text
+
+
+def test_invalid_configuration_stops_before_any_resource() -> None:
+    with pytest.raises(ProgramFailed) as caught:
+        run_program({"labUser": {"uid": 0}, "hub": {"httpsPort": "99999"}})
+    assert isinstance(caught.value.error, pulumi.RunError)
+    message = str(caught.value)
+    assert "juvini:labUser.uid: 0 is not allowed" in message
+    assert "juvini:hub.httpsPort: '99999' is not allowed" in message
+    assert caught.value.registrations == []
+
+
+def test_private_key_mock_is_distinct_per_resource() -> None:
+    # Guards the secret checks above: they would pass vacuously if every mock key were equal.
+    assert MOCK_PRIVATE_KEY.format(name="a") != MOCK_PRIVATE_KEY.format(name="b")
