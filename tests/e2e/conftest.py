@@ -1,0 +1,131 @@
+"""The whole lab, brought up from the program's own declarations on this machine's Docker
+engine (through the provider double), and torn down after the tier.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from infra import outputs
+from tests.support.lab_client import LabUser, wait_for
+from tests.support.provider_double import Deployment, bring_up
+
+STACK = "e2e"
+SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
+IDLE_TIMEOUT = 150  # seconds; short so that the culling test finishes in CI
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def remove_stack_objects(client: docker.DockerClient, stack: str) -> None:
+    """Clear what an aborted earlier run may have left behind (labels name the stack)."""
+    label = f"org.juvini.stack={stack}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": label}):
+        network.remove()
+
+
+@dataclass
+class Lab:
+    deployment: Deployment
+    config: dict[str, Any]
+    url: str
+    ca_file: str
+    root: Path
+    docker: docker.DockerClient
+    destroyed: bool = False
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.deployment.outputs
+
+    def path(self, key: str) -> Path:
+        return Path(self.config["paths"][key])
+
+    def user(self, name: str) -> LabUser:
+        return LabUser(base_url=self.url, ca_file=self.ca_file, name=name)
+
+    def destroy(self) -> list[str]:
+        self.destroyed = True
+        return self.deployment.destroy()
+
+
+def lab_config(root: Path, port: int) -> dict[str, Any]:
+    return {
+        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
+        "paths": {
+            "sharedDir": str(root / "shared"),
+            "tlsDir": str(root / "ssl"),
+            "usersDir": str(root / "users"),
+            "hubStateDir": str(root / "hub"),
+        },
+        "images": {
+            "baseImage": "juvini-base:bookworm",
+            "extraCaBundle": "/usr/local/share/ca-certificates",
+            "tag": "e2e",
+        },
+        "hub": {"httpsPort": port, "publicHostname": "localhost", "adminUsers": ["admin"]},
+        "auth": {"type": "native", "native": {"openSignup": True}},
+        "spawner": {
+            "memLimit": "2g",
+            "cpuLimit": 1,
+            "idleTimeout": IDLE_TIMEOUT,
+            "cullEvery": 10,
+            "httpTimeout": 180,
+            "startTimeout": 300,
+        },
+        "spark": {"driverMemory": "768m"},
+    }
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    if not SSH_KEY.is_file():
+        pytest.fail(f"{SSH_KEY} is missing: run tests/setup.sh (it authorizes this key for root@127.0.0.1)")
+    client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
+    remove_stack_objects(client, STACK)
+    root = Path(tempfile.mkdtemp(prefix="juvini-e2e-", dir="/var/tmp"))
+    root.chmod(0o755)
+    config = lab_config(root, _free_port())
+    deployment = bring_up(config, stack=STACK)
+    ca_file = root / "lab-ca.pem"
+    ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
+    lab = Lab(deployment, config, deployment.outputs[outputs.HUB_URL], str(ca_file), root, client)
+    wait_for(
+        "the hub to answer /hub/health over HTTPS",
+        lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=5).status_code == 200,
+        timeout=180,
+    )
+    yield lab
+    try:
+        if not lab.destroyed:
+            errors = lab.destroy()
+            assert not errors, errors
+    finally:
+        remove_stack_objects(client, STACK)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def idle_user(lab: Lab) -> LabUser:
+    """A user whose server is started early and never touched again, for the culling test."""
+    user = lab.user("idler")
+    user.sign_up()
+    user.log_in()
+    user.start_server()
+    return user

@@ -1,0 +1,208 @@
+"""The lab as its users and its operator meet it, end to end over HTTPS.
+
+The tests run in file order: the idle user's server is started first so that the
+culling test near the end only waits for what is left of the idle timeout, and the
+teardown test comes last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from infra.images import DISPLAY_NAMES
+from tests.e2e.conftest import IDLE_TIMEOUT, STACK, Lab
+from tests.support.lab_client import LabUser, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LAB_UID = 2100
+LAB_GID = 2100
+
+
+def user_container(lab: Lab, name: str) -> docker.models.containers.Container | None:
+    try:
+        return lab.docker.containers.get(f"juvini-{STACK}-user-{name}")
+    except docker.errors.NotFound:
+        return None
+
+
+@pytest.fixture(scope="module")
+def alice(lab: Lab) -> LabUser:
+    user = lab.user("alice")
+    user.sign_up()
+    user.log_in()
+    return user
+
+
+@pytest.fixture
+def alice_server(lab: Lab, alice: LabUser) -> Iterator[LabUser]:
+    alice.start_server(DISPLAY_NAMES["datascience"])
+    yield alice
+    if alice.model().get("servers"):
+        alice.stop_server()
+
+
+def test_hub_is_healthy_over_https_verified_by_the_stack_ca(lab: Lab, idle_user: LabUser) -> None:
+    response = requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10)
+    assert response.status_code == 200
+    assert lab.url.startswith("https://localhost:")
+    # The idle user's server (started by its fixture) is up; the culling test checks on it later.
+    assert idle_user.model()["servers"][""]["ready"]
+
+
+def test_untrusted_clients_and_plain_http_are_refused(lab: Lab) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(lab.url + "hub/health", timeout=10)  # system trust store: the lab CA is not in it
+    plain = lab.url.replace("https://", "http://", 1) + "hub/health"
+    try:
+        response = requests.get(plain, timeout=10, allow_redirects=False)
+    except requests.exceptions.ConnectionError:
+        return  # the TLS port drops plain HTTP
+    assert response.status_code >= 400 or response.headers.get("location", "").startswith("https://"), response
+
+
+@pytest.mark.parametrize("flavour", ["base", "datascience", "pyspark"])
+def test_a_user_picks_each_allowed_image_and_the_server_starts(lab: Lab, alice: LabUser, flavour: str) -> None:
+    alice.start_server(DISPLAY_NAMES[flavour])
+    try:
+        container = user_container(lab, "alice")
+        assert container is not None
+        assert container.image.tags == [f"juvini-{STACK}-notebook-{flavour}:e2e"]
+        status = alice.server_api("GET", "api/status")
+        assert status.status_code == 200, status.text
+        config = container.attrs["HostConfig"]
+        assert config["Memory"] == 2 * 1024**3
+        assert config["NanoCpus"] == 1_000_000_000
+        assert container.attrs["Config"]["User"] == f"{LAB_UID}:{LAB_GID}"
+    finally:
+        alice.stop_server()
+
+
+def test_code_runs_in_a_kernel(alice_server: LabUser) -> None:
+    output = alice_server.run_code("import os, numpy\nprint(os.getuid(), os.getgid(), numpy.arange(5).sum())")
+    assert output.split() == [str(LAB_UID), str(LAB_GID), "10"]
+
+
+def test_files_persist_on_the_host_and_the_shared_folder_is_shared(lab: Lab, alice_server: LabUser) -> None:
+    alice_server.run_code(
+        "from pathlib import Path\n"
+        "Path('~/persist.txt').expanduser().write_text('mine')\n"
+        "Path('~/shared/from-alice.txt').expanduser().write_text('for everyone')\n"
+    )
+    private = lab.path("usersDir") / "alice" / "persist.txt"
+    shared = lab.path("sharedDir") / "from-alice.txt"
+    for path in (private, shared):
+        assert path.is_file(), path
+        stat = path.stat()
+        assert (stat.st_uid, stat.st_gid) == (LAB_UID, LAB_GID), path
+    assert private.read_text() == "mine"
+
+    bob = lab.user("bob")
+    bob.sign_up()
+    bob.log_in()
+    bob.start_server(DISPLAY_NAMES["base"])
+    try:
+        assert bob.run_code("print(open('/home/labuser/shared/from-alice.txt').read())").strip() == "for everyone"
+        assert "persist.txt" not in bob.run_code("import os; print(os.listdir('/home/labuser'))")
+        # Bob's token does not open Alice's server.
+        intrusion = requests.get(
+            lab.url + "user/alice/api/contents",
+            headers={"Authorization": f"token {bob.token}"},
+            verify=lab.ca_file,
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert intrusion.status_code in (302, 403, 404), intrusion.status_code
+        assert "persist.txt" not in intrusion.text
+    finally:
+        bob.stop_server()
+
+
+def test_users_may_pip_install_and_it_persists_in_their_folder(lab: Lab, alice_server: LabUser) -> None:
+    output = alice_server.run_code(
+        "import subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', 'six==1.16.0'],"
+        " capture_output=True, text=True)\n"
+        "print(done.returncode, done.stderr[-500:])\n",
+        timeout=300,
+    )
+    assert output.startswith("0"), output
+    installed = list((lab.path("usersDir") / "alice" / ".local").rglob("six.py"))
+    assert installed, "pip install did not land in the user's persistent folder"
+
+
+def test_stopping_removes_the_container_and_a_new_start_finds_the_files(lab: Lab, alice: LabUser) -> None:
+    alice.start_server(DISPLAY_NAMES["base"])
+    alice.run_code("open('/home/labuser/kept.txt', 'w').write('still here')")
+    alice.stop_server()
+    wait_for("alice's container to be removed", lambda: user_container(lab, "alice") is None, timeout=60)
+    alice.start_server(DISPLAY_NAMES["base"])
+    try:
+        assert alice.run_code("print(open('/home/labuser/kept.txt').read())").strip() == "still here"
+    finally:
+        alice.stop_server()
+
+
+def test_pyspark_kernel_runs_a_local_job_with_the_configured_driver_memory(alice: LabUser) -> None:
+    alice.start_server(DISPLAY_NAMES["pyspark"])
+    try:
+        kernels = alice.server_api("GET", "api/kernelspecs").json()["kernelspecs"]
+        assert {"python3", "pyspark"} <= set(kernels)
+        output = alice.run_code(
+            "from pyspark.sql import SparkSession\n"
+            "spark = SparkSession.builder.master('local[1]').appName('e2e').getOrCreate()\n"
+            "print(spark.conf.get('spark.driver.memory'), spark.range(1000).count())\n"
+            "spark.stop()\n",
+            kernel_name="pyspark",
+            timeout=240,
+        )
+        assert output.split() == ["768m", "1000"]
+    finally:
+        alice.stop_server()
+
+
+def test_restarting_the_hub_keeps_running_sessions_routed(lab: Lab, alice_server: LabUser) -> None:
+    # A first request lets the server cache Alice's token (it asks the hub once per token).
+    assert alice_server.server_api("GET", "api/status").status_code == 200
+    hub = lab.docker.containers.get(f"juvini-{STACK}-hub")
+    hub.stop(timeout=10)
+    try:
+        # The hub is down; the proxy still routes Alice to her server.
+        status = alice_server.server_api("GET", "api/status")
+        assert status.status_code == 200, status.text
+        assert requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10).status_code != 200
+    finally:
+        hub.start()
+    wait_for(
+        "the hub to be back",
+        lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=5).status_code == 200,
+        timeout=120,
+    )
+    assert alice_server.model()["servers"][""]["ready"]
+    assert alice_server.run_code("print(6 * 7)").strip() == "42"
+
+
+def test_the_idle_culler_stops_an_idle_server(lab: Lab, idle_user: LabUser) -> None:
+    started = time.monotonic()
+    wait_for("the idle server to be culled", lambda: not idle_user.model().get("servers"), timeout=IDLE_TIMEOUT + 120)
+    wait_for("the idle container to be removed", lambda: user_container(lab, "idler") is None, timeout=60)
+    assert time.monotonic() - started < IDLE_TIMEOUT + 180
+
+
+def test_teardown_removes_containers_and_networks_and_keeps_user_data(lab: Lab) -> None:
+    errors = lab.destroy()
+    assert not errors, errors
+    label = f"org.juvini.stack={STACK}"
+    assert lab.docker.containers.list(all=True, filters={"label": label}) == []
+    assert lab.docker.networks.list(filters={"label": label}) == []
+    assert (lab.path("usersDir") / "alice" / "persist.txt").read_text() == "mine"
+    assert (lab.path("sharedDir") / "from-alice.txt").is_file()
+    assert not lab.path("tlsDir").exists(), "TLS material belongs to the stack and goes with it"
+    assert lab.path("hubStateDir").is_dir()
+    assert Path(lab.path("usersDir")).is_dir()
