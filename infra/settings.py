@@ -147,8 +147,16 @@ def memory_bytes(value: str) -> int:
 class PortRange(BaseModel):
     """An inclusive range of TCP ports, written ``first-last`` in the stack."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     first: int
     last: int
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PortRange:
+        if not 1024 <= self.first <= self.last <= 65535:
+            raise ValueError("must lie within 1024-65535 with first <= last")
+        return self
 
     @property
     def size(self) -> int:
@@ -821,7 +829,8 @@ def _format_error(error: Any) -> str:
         parent = _model_at(Settings, [str(part) for part in error["loc"][:-1]])
         allowed = sorted(to_camel(name) for name in parent.model_fields) if parent else []
         return f"{key}: unknown key; allowed keys here: {', '.join(allowed)}"
-    if isinstance(error.get("input"), dict):
+    model = _model_at(Settings, [str(part) for part in error["loc"]])
+    if model is not None and issubclass(model, Section) and isinstance(error.get("input"), dict):
         # A whole section failed a cross-field check: the message names the keys and values.
         return f"{key}: {message}"
     return f"{key}: {_describe(error.get('input'))} is not allowed: {message}"

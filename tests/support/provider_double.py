@@ -20,6 +20,7 @@ operators use ``pulumi up``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -576,6 +577,9 @@ def apply(
 
     double = ProviderDouble()
     monitor = RecordingMonitor(double)  # type: ignore[arg-type]
+    # Pulumi's runtime uses the main thread's current event loop; an earlier asyncio.run()
+    # (in another test) leaves none set.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(double, project="juvini", stack=stack, preview=False, monitor=monitor)
     wire = {f"juvini:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(wire, [f"juvini:{key}" for key in secret_keys or []])

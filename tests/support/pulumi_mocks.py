@@ -9,6 +9,7 @@ deterministic outputs for the few resources whose outputs the program consumes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +184,9 @@ def run_program(
 
     mocks = LabMocks()
     monitor = RecordingMonitor(mocks)
+    # Pulumi's runtime uses the main thread's current event loop; an earlier asyncio.run()
+    # (in another test) leaves none set.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="juvini", stack=stack, preview=preview, monitor=monitor)
     wire = {f"juvini:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(wire, [f"juvini:{key}" for key in secret_keys or []])

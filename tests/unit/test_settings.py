@@ -1,0 +1,1036 @@
+"""The ``juvini:`` stack settings: defaults, overrides, and every way a stack can be wrong.
+
+The messages are part of the contract: each problem names the full key, the bad value
+and what is allowed, so the invalid cases below match on all three.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pydantic import SecretStr
+
+from infra.settings import (
+    MAX_CA_BUNDLE_BYTES,
+    SECRET_KEYS,
+    ConfigError,
+    LdapTls,
+    PortRange,
+    Settings,
+    TlsMode,
+    load_settings,
+    parse_settings,
+)
+
+pytestmark = pytest.mark.unit
+
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUXYZ\n-----END CERTIFICATE-----\n"
+OTHER_CERT = "-----BEGIN CERTIFICATE-----\nMIIBtDCCAVqgAwIBAgIUABC\n-----END CERTIFICATE-----\n"
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEY\n-----END PRIVATE KEY-----\n"
+PROVIDED_TLS = {"mode": "provided", "certificate": CERT, "privateKey": PRIVATE_KEY, "caCertificate": OTHER_CERT}
+
+
+def bad(key: str, shown: str, allowed: str) -> str:
+    """A field-level problem: ``juvini:<key>: <bad value> is not allowed: ...<allowed>...``."""
+    return rf"^juvini:{re.escape(key)}: {re.escape(shown)} is not allowed: .*{re.escape(allowed)}"
+
+
+def section(name: str, *parts: str) -> str:
+    """A cross-field problem of one section, naming the keys and values in ``parts``, in order."""
+    return rf"^juvini:{re.escape(name)}: " + ".*".join(re.escape(part) for part in parts)
+
+
+def across(*parts: str) -> str:
+    """A problem spanning sections (reported on the namespace itself), naming keys and values."""
+    return r"^juvini: " + ".*".join(re.escape(part) for part in parts)
+
+
+def unknown(key: str, *allowed: str) -> str:
+    """An unknown key, with (some of) the keys allowed where it stands."""
+    return rf"^juvini:{re.escape(key)}: unknown key; allowed keys here: .*" + ".*".join(re.escape(a) for a in allowed)
+
+
+def matching(problems: list[str], pattern: str) -> list[str]:
+    return [problem for problem in problems if re.search(pattern, problem)]
+
+
+def rejected(raw: dict[str, Any], secret_keys: set[str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, secret_keys)
+    return caught.value
+
+
+# --- defaults -------------------------------------------------------------------------
+
+
+def test_empty_stack_gives_the_documented_defaults() -> None:
+    settings = parse_settings({})
+
+    assert settings.docker_host == "unix:///var/run/docker.sock"
+    assert settings.docker_socket == "/var/run/docker.sock"
+    assert (settings.lab_user.name, settings.lab_user.uid, settings.lab_user.gid) == ("labuser", 2100, 2100)
+    assert settings.lab_user.docker_group == "docker"
+    assert settings.paths.shared_dir == "/shared/jupyterhub"
+    assert settings.paths.tls_dir == "/etc/jupyterhub/ssl"
+    assert settings.paths.users_dir == "/srv/juvini/users"
+    assert settings.paths.hub_state_dir == "/srv/juvini/hub"
+    assert settings.allow_data_removal is False
+    assert settings.host.address == "127.0.0.1"
+    assert (settings.host.ssh_port, settings.host.ssh_user, settings.host.use_sudo) == (22, "root", False)
+    assert settings.host.private_key() is None
+    assert settings.tls.mode is TlsMode.SELF_SIGNED
+    assert settings.tls.dns_names == ["localhost"]
+    assert settings.tls.ip_addresses == ["127.0.0.1"]
+    assert (settings.tls.validity_days, settings.tls.ca_validity_days) == (365, 3650)
+    assert settings.network.hub_subnet is None and settings.network.users_subnet is None
+    assert settings.images.base_image == "debian:bookworm-slim"
+    assert settings.images.tag == "0.1.0"
+    assert settings.images.registry is None and settings.images.push is False
+    assert settings.images.extra_ca_bundle is None
+    assert settings.hub.https_port == 8443
+    assert settings.hub.http_redirect_port is None
+    assert settings.hub.log_level == "INFO"
+    assert settings.hub_url == "https://localhost:8443/"
+    assert settings.admin_users == []
+    assert settings.auth.type == "native"
+    assert settings.auth.native.open_signup is False
+    assert settings.auth.ldap.tls_strategy is LdapTls.STARTTLS
+    assert settings.spawner.allowed_images == ["datascience", "pyspark", "base"]
+    assert (settings.spawner.mem_limit, settings.spawner.cpu_limit) == ("4g", 2.0)
+    assert (settings.spawner.idle_timeout, settings.spawner.cull_every) == (3600, 300)
+    assert settings.spark.driver_memory == "1g"
+    assert str(settings.spark.driver_ports) == "12000-12010"
+    assert str(settings.spark.block_manager_ports) == "11100-11110"
+    assert settings.spark.driver_ports == PortRange(first=12000, last=12010)
+    assert settings.swarm.enabled is False and settings.swarm.placement_constraints == []
+
+
+def test_defaults_equal_the_model_built_without_any_input() -> None:
+    assert parse_settings({}) == Settings()
+
+
+def test_every_section_given_empty_is_the_same_as_not_given() -> None:
+    # Pulumi.yaml declares each section with the default {}; the stack then hands over "{}".
+    sections = {"host", "labUser", "paths", "tls", "network", "images", "hub", "auth", "spawner", "spark", "swarm"}
+    assert parse_settings({key: {} for key in sections}) == parse_settings({})
+
+
+# --- default/override pairs -----------------------------------------------------------
+
+
+def test_lab_user_uid_and_gid_override() -> None:
+    settings = parse_settings({"labUser": {"uid": 3000, "gid": 3001}})
+    assert (settings.lab_user.uid, settings.lab_user.gid) == (3000, 3001)
+    assert settings.lab_user.name == "labuser"
+
+
+def test_lab_user_name_override() -> None:
+    assert parse_settings({"labUser": {"name": "datalab"}}).lab_user.name == "datalab"
+
+
+def test_ints_given_as_strings_are_coerced() -> None:
+    # Values reaching the program from the stack are text: "8443", "3000", "1.5", "true".
+    settings = parse_settings(
+        {
+            "hub": {"httpsPort": "9443", "httpRedirectPort": "8080"},
+            "labUser": {"uid": "3000"},
+            "spawner": {"cpuLimit": "1.5", "idleTimeout": "7200"},
+            "allowDataRemoval": "true",
+        }
+    )
+    assert (settings.hub.https_port, settings.hub.http_redirect_port) == (9443, 8080)
+    assert settings.lab_user.uid == 3000
+    assert (settings.spawner.cpu_limit, settings.spawner.idle_timeout) == (1.5, 7200)
+    assert settings.allow_data_removal is True
+
+
+def test_https_port_override_changes_the_hub_url() -> None:
+    assert parse_settings({"hub": {"httpsPort": 9443}}).hub_url == "https://localhost:9443/"
+
+
+def test_port_443_is_left_out_of_the_hub_url() -> None:
+    settings = parse_settings({"hub": {"httpsPort": 443, "publicHostname": "lab.example.org"}})
+    assert settings.hub_url == "https://lab.example.org/"
+
+
+def test_ipv6_public_hostname_is_bracketed_in_the_hub_url() -> None:
+    assert parse_settings({"hub": {"publicHostname": "::1"}}).hub_url == "https://[::1]:8443/"
+
+
+def test_admin_users_are_normalised_to_jupyterhub_usernames() -> None:
+    settings = parse_settings({"hub": {"adminUsers": [" Alice ", "bob@example.org"]}})
+    assert settings.admin_users == ["alice", "bob@example.org"]
+
+
+def test_paths_override() -> None:
+    settings = parse_settings({"paths": {"sharedDir": "/data/shared", "usersDir": "/data/users"}})
+    assert (settings.paths.shared_dir, settings.paths.users_dir) == ("/data/shared", "/data/users")
+    assert settings.paths.tls_dir == "/etc/jupyterhub/ssl"
+
+
+def test_docker_host_over_ssh() -> None:
+    settings = parse_settings({"dockerHost": "ssh://admin@lab1.example.org:2222"})
+    assert settings.docker_host == "ssh://admin@lab1.example.org:2222"
+
+
+def test_non_root_ssh_user_with_sudo() -> None:
+    settings = parse_settings({"host": {"address": "lab1.example.org", "sshUser": "deploy", "useSudo": True}})
+    assert (settings.host.address, settings.host.ssh_user, settings.host.use_sudo) == (
+        "lab1.example.org",
+        "deploy",
+        True,
+    )
+
+
+def test_ssh_private_key_file_is_read_as_a_secret(tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text(PRIVATE_KEY, encoding="utf-8")
+    settings = parse_settings({"host": {"sshPrivateKeyFile": str(key_file)}})
+    key = settings.host.private_key()
+    assert isinstance(key, SecretStr) and key.get_secret_value() == PRIVATE_KEY
+
+
+def test_tls_names_override() -> None:
+    settings = parse_settings({"tls": {"dnsNames": ["lab.example.org", "*.lab.example.org"], "ipAddresses": []}})
+    assert settings.tls.dns_names == ["lab.example.org", "*.lab.example.org"]
+    assert settings.tls.ip_addresses == []
+
+
+def test_tls_provided_mode() -> None:
+    settings = parse_settings({"tls": PROVIDED_TLS}, {"tls"})
+    assert settings.tls.mode is TlsMode.PROVIDED
+    assert settings.tls.private_key is not None and settings.tls.private_key.get_secret_value() == PRIVATE_KEY.strip()
+
+
+def test_private_subnets_override() -> None:
+    settings = parse_settings({"network": {"hubSubnet": "172.30.0.0/24", "usersSubnet": "172.30.1.0/24"}})
+    assert (settings.network.hub_subnet, settings.network.users_subnet) == ("172.30.0.0/24", "172.30.1.0/24")
+
+
+def test_images_registry_push_and_pinned_base() -> None:
+    digest = "sha256:" + "a" * 64
+    settings = parse_settings(
+        {
+            "images": {
+                "baseImage": f"registry.example.com:5000/team/debian@{digest}",
+                "registry": "registry.example.com:5000/lab",
+                "tag": "2024.06.1",
+                "push": True,
+            }
+        }
+    )
+    assert settings.images.base_image.endswith(digest)
+    assert (settings.images.registry, settings.images.tag, settings.images.push) == (
+        "registry.example.com:5000/lab",
+        "2024.06.1",
+        True,
+    )
+
+
+def test_extra_ca_bundle_as_pem_text_keeps_only_the_certificates() -> None:
+    bundle = parse_settings({"images": {"extraCaBundle": "# corporate proxy\n" + CERT}}).images.extra_ca_bundle
+    assert bundle is not None and bundle.startswith("-----BEGIN CERTIFICATE-----") and "corporate" not in bundle
+
+
+def test_extra_ca_bundle_from_a_file(tmp_path: Path) -> None:
+    pem = tmp_path / "proxy-ca.pem"
+    pem.write_text(CERT, encoding="utf-8")
+    bundle = parse_settings({"images": {"extraCaBundle": str(pem)}}).images.extra_ca_bundle
+    assert bundle is not None and "MIIBszCCAVmgAwIBAgIUXYZ" in bundle
+
+
+def test_extra_ca_bundle_from_a_folder_of_crt_files(tmp_path: Path) -> None:
+    (tmp_path / "a.crt").write_text(CERT, encoding="utf-8")
+    (tmp_path / "b.crt").write_text(OTHER_CERT, encoding="utf-8")
+    (tmp_path / "README").write_text("not a certificate", encoding="utf-8")
+    bundle = parse_settings({"images": {"extraCaBundle": str(tmp_path)}}).images.extra_ca_bundle
+    assert bundle is not None and bundle.count("-----BEGIN CERTIFICATE-----") == 2
+
+
+def test_extra_ca_bundle_empty_folder_means_no_extra_cas(tmp_path: Path) -> None:
+    assert parse_settings({"images": {"extraCaBundle": str(tmp_path)}}).images.extra_ca_bundle is None
+
+
+def test_spawner_limits_override() -> None:
+    settings = parse_settings(
+        {"spawner": {"memLimit": "8g", "cpuLimit": 4, "allowedImages": ["pyspark"], "environment": {"TZ": "UTC"}}}
+    )
+    assert (settings.spawner.mem_limit, settings.spawner.cpu_limit) == ("8g", 4.0)
+    assert settings.spawner.allowed_images == ["pyspark"]
+    assert settings.spawner.environment == {"TZ": "UTC"}
+
+
+def test_idle_timeout_zero_disables_culling_whatever_cull_every_is() -> None:
+    settings = parse_settings({"spawner": {"idleTimeout": 0, "cullEvery": 86400}})
+    assert (settings.spawner.idle_timeout, settings.spawner.cull_every) == (0, 86400)
+
+
+def test_spark_port_ranges_and_memory_override() -> None:
+    settings = parse_settings(
+        {"spark": {"driverMemory": "2g", "driverPorts": "13000-13004", "blockManagerPorts": "13100-13104"}}
+    )
+    assert settings.spark.driver_memory == "2g"
+    assert (settings.spark.driver_ports.first, settings.spark.driver_ports.last) == (13000, 13004)
+    assert settings.spark.driver_ports.size == 5
+    assert 13102 in settings.spark.block_manager_ports
+
+
+def test_ldap_with_bind_dn_template() -> None:
+    settings = parse_settings(
+        {
+            "auth": {
+                "type": "ldap",
+                "ldap": {
+                    "serverAddress": "ldap.example.org",
+                    "tlsStrategy": "on_connect",
+                    "bindDnTemplate": ["uid={username},ou=people,dc=example,dc=org"],
+                },
+            }
+        }
+    )
+    assert settings.auth.type == "ldap"
+    assert settings.auth.ldap.tls_strategy is LdapTls.ON_CONNECT
+    assert settings.auth.ldap.bind_dn_template == ["uid={username},ou=people,dc=example,dc=org"]
+
+
+def test_ldap_with_lookup_dn() -> None:
+    settings = parse_settings(
+        {
+            "auth": {
+                "type": "ldap",
+                "ldap": {
+                    "serverAddress": "10.0.0.5",
+                    "lookupDn": True,
+                    "searchUser": "cn=reader,dc=example,dc=org",
+                    "searchPassword": "reader-password",
+                    "userSearchBase": "ou=people,dc=example,dc=org",
+                },
+            }
+        },
+        {"auth"},
+    )
+    assert settings.auth.ldap.lookup_dn is True
+    assert settings.auth.ldap.search_password is not None
+
+
+def test_github_auth() -> None:
+    settings = parse_settings(
+        {"auth": {"type": "github", "github": {"clientId": "Iv1.abc", "clientSecret": "s3cr3t"}}}, {"auth"}
+    )
+    assert settings.auth.github.client_id == "Iv1.abc"
+
+
+def test_dummy_auth_with_a_long_enough_password() -> None:
+    settings = parse_settings({"auth": {"type": "dummy", "dummyPassword": "long-enough"}}, {"auth"})
+    assert settings.auth.dummy_password is not None
+    assert settings.auth.dummy_password.get_secret_value() == "long-enough"
+
+
+def test_swarm_placement_constraints_override() -> None:
+    settings = parse_settings({"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}})
+    assert settings.swarm.enabled is True and settings.swarm.placement_constraints == ["node.role==worker"]
+
+
+def test_surrounding_whitespace_is_stripped() -> None:
+    assert parse_settings({"images": {"tag": " 1.2.3 \n"}}).images.tag == "1.2.3"
+
+
+# --- invalid configurations -----------------------------------------------------------
+
+
+def _big_ca_bundle(tmp_path: Path) -> dict[str, Any]:
+    body = "\n".join(["A" * 64] * 20)
+    cert = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+    bundle = tmp_path / "system-bundle.pem"
+    bundle.write_text(cert * (MAX_CA_BUNDLE_BYTES // len(cert) + 2), encoding="utf-8")
+    return {"images": {"extraCaBundle": str(bundle)}}
+
+
+def _not_pem_file(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "ca.pem"
+    path.write_text("this is not a certificate\n", encoding="utf-8")
+    return {"images": {"extraCaBundle": str(path)}}
+
+
+def _both_key_kinds(tmp_path: Path) -> dict[str, Any]:
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text(PRIVATE_KEY, encoding="utf-8")
+    return {"host": {"sshPrivateKey": PRIVATE_KEY, "sshPrivateKeyFile": str(key_file)}}
+
+
+LDAP_SERVER = {"serverAddress": "ldap.example.org"}
+
+INVALID = [
+    # unknown keys
+    pytest.param({"bogus": 1}, unknown("bogus", "allowDataRemoval, auth, dockerHost"), id="unknown-top-level-key"),
+    pytest.param(
+        {"hub": {"httpPort": 80}}, unknown("hub.httpPort", "httpRedirectPort, httpsPort"), id="unknown-hub-key"
+    ),
+    pytest.param(
+        {"auth": {"ldap": {"server": "ldap.example.org"}}},
+        unknown("auth.ldap.server", "serverAddress, serverPort"),
+        id="unknown-nested-ldap-key",
+    ),
+    pytest.param({"labuser": {"uid": 3000}}, unknown("labuser", "labUser"), id="unknown-key-wrong-case"),
+    # lab user
+    pytest.param({"labUser": {"uid": 999}}, bad("labUser.uid", "999", "greater than or equal to 1000"), id="uid-low"),
+    pytest.param(
+        {"labUser": {"gid": 70000}}, bad("labUser.gid", "70000", "less than or equal to 60000"), id="gid-high"
+    ),
+    pytest.param({"labUser": {"uid": "abc"}}, bad("labUser.uid", "'abc'", "valid integer"), id="uid-not-a-number"),
+    pytest.param(
+        {"labUser": {"name": "Lab User"}}, bad("labUser.name", "'Lab User'", "[a-z_][a-z0-9_-]"), id="bad-lab-user"
+    ),
+    pytest.param({"host": {"sshUser": "9bad"}}, bad("host.sshUser", "'9bad'", "[a-z_][a-z0-9_-]"), id="bad-ssh-user"),
+    pytest.param(
+        {"labUser": {"name": "docker"}},
+        across("labUser.name", "labUser.dockerGroup", "'docker'"),
+        id="lab-user-named-like-docker-group",
+    ),
+    # paths
+    pytest.param(
+        {"paths": {"sharedDir": "shared/x"}}, bad("paths.sharedDir", "'shared/x'", "absolute path"), id="relative-path"
+    ),
+    pytest.param({"paths": {"tlsDir": "/"}}, bad("paths.tlsDir", "'/'", "not be the filesystem root"), id="root-path"),
+    pytest.param(
+        {"paths": {"usersDir": "/srv/../etc"}}, bad("paths.usersDir", "'/srv/../etc'", "not contain '..'"), id="dotdot"
+    ),
+    pytest.param(
+        {"paths": {"usersDir": "/srv/my users"}},
+        bad("paths.usersDir", "'/srv/my users'", "letters, digits"),
+        id="path-with-space",
+    ),
+    pytest.param(
+        {"paths": {"usersDir": "/srv/juvini/hub/users"}},
+        section(
+            "paths", "usersDir (/srv/juvini/hub/users)", "hubStateDir (/srv/juvini/hub)", "neither inside the other"
+        ),
+        id="nested-folders",
+    ),
+    pytest.param(
+        {"paths": {"sharedDir": "/srv/lab", "usersDir": "/srv/lab"}},
+        section("paths", "sharedDir (/srv/lab)", "usersDir (/srv/lab)", "separate folders"),
+        id="duplicate-folders",
+    ),
+    pytest.param(
+        {"dockerSocket": "docker.sock"}, bad("dockerSocket", "'docker.sock'", "absolute path"), id="relative-socket"
+    ),
+    # docker host and ssh
+    pytest.param(
+        {"dockerHost": "http://lab1:2375"},
+        bad("dockerHost", "'http://lab1:2375'", "unix:///path/docker.sock, tcp://host:port or ssh://"),
+        id="docker-host-scheme",
+    ),
+    pytest.param(
+        {"dockerHost": "tcp://lab1"}, bad("dockerHost", "'tcp://lab1'", "tcp://host:port"), id="docker-tcp-without-port"
+    ),
+    pytest.param(
+        {"host": {"sshPort": 70000}}, bad("host.sshPort", "70000", "less than or equal to 65535"), id="ssh-port"
+    ),
+    pytest.param({"host": {"sshPort": 0}}, bad("host.sshPort", "0", "greater than or equal to 1"), id="ssh-port-zero"),
+    pytest.param(
+        {"host": {"address": "lab_1!"}}, bad("host.address", "'lab_1!'", "DNS name or an IP address"), id="host-address"
+    ),
+    pytest.param(
+        {"host": {"hostKey": "ssh-dss AAAA"}},
+        bad("host.hostKey", "'ssh-dss AAAA'", "SSH public key line 'TYPE BASE64'"),
+        id="host-key",
+    ),
+    pytest.param(
+        {"host": {"useSudo": True}}, section("host", "useSudo", "non-root sshUser", "root"), id="use-sudo-with-root"
+    ),
+    pytest.param(
+        {"host": {"sshPrivateKeyFile": "/nonexistent/id_ed25519"}},
+        bad("host.sshPrivateKeyFile", "'/nonexistent/id_ed25519'", "readable SSH private key file"),
+        id="missing-key-file",
+    ),
+    pytest.param(
+        _both_key_kinds, section("host", "set sshPrivateKey or sshPrivateKeyFile, not both"), id="two-ssh-keys"
+    ),
+    # tls
+    pytest.param(
+        {"tls": {"mode": "letsencrypt"}}, bad("tls.mode", "'letsencrypt'", "'selfSigned' or 'provided'"), id="tls-mode"
+    ),
+    pytest.param(
+        {"tls": {"mode": "provided"}},
+        section("tls", "mode 'provided' needs certificate, privateKey and caCertificate", "'privateKey'"),
+        id="provided-without-cert-key-ca",
+    ),
+    pytest.param(
+        {"tls": {"mode": "provided", "certificate": CERT, "privateKey": PRIVATE_KEY}},
+        section("tls", "mode 'provided'", "missing ['caCertificate']"),
+        id="provided-without-ca",
+    ),
+    pytest.param(
+        {"tls": {"certificate": CERT}},
+        section("tls", "certificate, privateKey and caCertificate are for mode 'provided'", "'selfSigned'"),
+        id="self-signed-with-certificate",
+    ),
+    pytest.param(
+        {"tls": {**PROVIDED_TLS, "certificate": "hello"}},
+        bad("tls.certificate", "'hello'", "PEM certificate"),
+        id="certificate-not-pem",
+    ),
+    pytest.param(
+        {"tls": {**PROVIDED_TLS, "privateKey": "not a key"}},
+        section("tls", "privateKey must be a PEM private key"),
+        id="private-key-not-pem",
+    ),
+    pytest.param(
+        {"tls": {"dnsNames": ["lab_1.example.org"]}},
+        bad("tls.dnsNames", '["lab_1.example.org"]', "not DNS names (letters, digits"),
+        id="bad-dns-name",
+    ),
+    pytest.param(
+        {"tls": {"ipAddresses": ["300.1.1.1"]}},
+        bad("tls.ipAddresses", '["300.1.1.1"]', "not IP addresses"),
+        id="bad-ip-address",
+    ),
+    pytest.param(
+        {"tls": {"dnsNames": [], "ipAddresses": []}},
+        section("tls", "dnsNames and ipAddresses are both empty", "at least one name"),
+        id="empty-san-lists",
+    ),
+    pytest.param(
+        {"tls": {"validityDays": 0}}, bad("tls.validityDays", "0", "greater than or equal to 1"), id="validity"
+    ),
+    pytest.param(
+        {"tls": {"caValidityDays": 8000}},
+        bad("tls.caValidityDays", "8000", "less than or equal to 7300"),
+        id="ca-validity",
+    ),
+    # network
+    pytest.param(
+        {"network": {"hubSubnet": "172.30.0.0/33"}},
+        bad("network.hubSubnet", "'172.30.0.0/33'", "CIDR network"),
+        id="subnet-not-cidr",
+    ),
+    pytest.param(
+        {"network": {"hubSubnet": "172.30.0.1/24"}},
+        bad("network.hubSubnet", "'172.30.0.1/24'", "has host bits set"),
+        id="subnet-host-bits",
+    ),
+    pytest.param(
+        {"network": {"hubSubnet": "8.8.8.0/24"}},
+        bad("network.hubSubnet", "'8.8.8.0/24'", "private range (10/8, 172.16/12, 192.168/16"),
+        id="public-subnet",
+    ),
+    pytest.param(
+        {"network": {"usersSubnet": "10.1.0.0/29"}},
+        bad("network.usersSubnet", "'10.1.0.0/29'", "/28 or shorter"),
+        id="subnet-too-small",
+    ),
+    pytest.param(
+        {"network": {"hubSubnet": "10.1.0.0/16", "usersSubnet": "10.1.2.0/24"}},
+        section("network", "hubSubnet 10.1.0.0/16", "usersSubnet 10.1.2.0/24", "overlap"),
+        id="overlapping-subnets",
+    ),
+    # images
+    pytest.param(
+        {"images": {"baseImage": "debian"}},
+        bad("images.baseImage", "'debian'", "pinned with a tag or a @sha256 digest"),
+        id="untagged-base-image",
+    ),
+    pytest.param(
+        {"images": {"baseImage": "debian:latest"}},
+        bad("images.baseImage", "'debian:latest'", "not use the moving 'latest' tag"),
+        id="latest-base-image",
+    ),
+    pytest.param(
+        {"images": {"baseImage": "Debian:Bookworm"}},
+        bad("images.baseImage", "'Debian:Bookworm'", "Docker image reference such as debian:bookworm-slim"),
+        id="malformed-base-image",
+    ),
+    pytest.param({"images": {"tag": "-bad"}}, bad("images.tag", "'-bad'", "Docker tag: letters, digits"), id="bad-tag"),
+    pytest.param({"images": {"tag": "latest"}}, bad("images.tag", "'latest'", "must not be 'latest'"), id="latest-tag"),
+    pytest.param(
+        {"images": {"registry": "https://registry.example.com"}},
+        bad("images.registry", "'https://registry.example.com'", "registry host with an optional namespace"),
+        id="registry-with-scheme",
+    ),
+    pytest.param({"images": {"push": True}}, section("images", "push is true", "no registry"), id="push-no-registry"),
+    pytest.param(
+        {"images": {"extraCaBundle": PRIVATE_KEY}},
+        r"^juvini:images\.extraCaBundle: '-----BEGIN PRIVATE KEY-----\\n.* is not allowed: "
+        r".*no PEM certificate \(-----BEGIN CERTIFICATE-----\)",
+        id="ca-bundle-text-not-a-certificate",
+    ),
+    pytest.param(
+        _not_pem_file,
+        r"^juvini:images\.extraCaBundle: '/\S+ is not allowed: .*no PEM certificate",
+        id="ca-bundle-file-not-pem",
+    ),
+    pytest.param(
+        {"images": {"extraCaBundle": "/nonexistent/ca.pem"}},
+        bad("images.extraCaBundle", "'/nonexistent/ca.pem'", "PEM text, a PEM file or a folder"),
+        id="ca-bundle-missing-file",
+    ),
+    pytest.param(
+        _big_ca_bundle,
+        # a long path is shown cut to its start
+        rf"^juvini:images\.extraCaBundle: '/\S+ is not allowed: holds \d+ bytes of certificates; "
+        rf"at most {MAX_CA_BUNDLE_BYTES} are allowed",
+        id="ca-bundle-too-large",
+    ),
+    # hub
+    pytest.param(
+        {"hub": {"httpRedirectPort": 8443}},
+        section("hub", "httpRedirectPort and httpsPort are both 8443", "must differ"),
+        id="redirect-port-is-https-port",
+    ),
+    pytest.param({"hub": {"httpsPort": "abc"}}, bad("hub.httpsPort", "'abc'", "valid integer"), id="https-port-text"),
+    pytest.param(
+        {"hub": {"adminUsers": ["bad user"]}},
+        bad("hub.adminUsers.0", "'bad user'", "JupyterHub username"),
+        id="bad-admin-user",
+    ),
+    pytest.param(
+        {"hub": {"adminUsers": ["alice", "-bob"]}},
+        bad("hub.adminUsers.1", "'-bob'", "JupyterHub username"),
+        id="bad-second-admin-user",
+    ),
+    pytest.param(
+        {"hub": {"logLevel": "TRACE"}},
+        bad("hub.logLevel", "'TRACE'", "'DEBUG', 'INFO', 'WARN' or 'ERROR'"),
+        id="bad-log-level",
+    ),
+    pytest.param(
+        {"hub": {"publicHostname": "lab host"}},
+        bad("hub.publicHostname", "'lab host'", "DNS name or an IP address"),
+        id="bad-public-hostname",
+    ),
+    # spawner
+    pytest.param(
+        {"spawner": {"allowedImages": []}},
+        bad("spawner.allowedImages", "[]", "at least 1 item"),
+        id="no-allowed-images",
+    ),
+    pytest.param(
+        {"spawner": {"allowedImages": ["base", "base"]}},
+        bad("spawner.allowedImages", '["base", "base"]', "lists an image twice"),
+        id="duplicate-allowed-images",
+    ),
+    pytest.param(
+        {"spawner": {"allowedImages": ["gpu"]}},
+        bad("spawner.allowedImages.0", "'gpu'", "'base', 'datascience' or 'pyspark'"),
+        id="unknown-allowed-image",
+    ),
+    pytest.param(
+        {"spawner": {"memLimit": "4GB"}},
+        bad("spawner.memLimit", "'4GB'", "memory size: a positive number with an optional unit b, k, m or g"),
+        id="bad-mem-limit",
+    ),
+    pytest.param(
+        {"spawner": {"memLimit": "32m"}}, bad("spawner.memLimit", "'32m'", "at least 64m"), id="mem-limit-too-small"
+    ),
+    pytest.param({"spawner": {"cpuLimit": 0}}, bad("spawner.cpuLimit", "0", "greater than 0"), id="cpu-limit-zero"),
+    pytest.param(
+        {"spawner": {"cpuLimit": -1.5}}, bad("spawner.cpuLimit", "-1.5", "greater than 0"), id="cpu-limit-negative"
+    ),
+    pytest.param(
+        {"spawner": {"startTimeout": 10}},
+        bad("spawner.startTimeout", "10", "greater than or equal to 30"),
+        id="start-timeout-short",
+    ),
+    pytest.param(
+        {"spawner": {"httpTimeout": 4000}},
+        bad("spawner.httpTimeout", "4000", "less than or equal to 3600"),
+        id="http-timeout-long",
+    ),
+    pytest.param(
+        {"spawner": {"idleTimeout": -1}},
+        bad("spawner.idleTimeout", "-1", "greater than or equal to 0"),
+        id="idle-timeout-negative",
+    ),
+    pytest.param(
+        {"spawner": {"idleTimeout": 600, "cullEvery": 900}},
+        section("spawner", "cullEvery (900)", "longer than idleTimeout (600)"),
+        id="cull-every-above-idle-timeout",
+    ),
+    pytest.param(
+        {"spawner": {"environment": {"1BAD": "x", "GOOD": "y"}}},
+        r"^juvini:spawner\.environment: .*'1BAD'.*not environment variable names \(\[A-Za-z_\]",
+        id="bad-env-var-name",
+    ),
+    # spark
+    pytest.param(
+        {"spark": {"driverMemory": "2"}},
+        bad("spark.driverMemory", "'2'", "Spark memory size: a positive number with a unit k, m, g or t"),
+        id="bad-driver-memory",
+    ),
+    pytest.param(
+        {"spark": {"driverMemory": "0g"}}, bad("spark.driverMemory", "'0g'", "positive number"), id="zero-driver-memory"
+    ),
+    pytest.param(
+        {"spark": {"driverMemory": "4g"}, "spawner": {"memLimit": "2g"}},
+        across("spark.driverMemory 4g", "below spawner.memLimit 2g"),
+        id="driver-memory-above-mem-limit",
+    ),
+    pytest.param(
+        {"spark": {"driverMemory": "4096m"}, "spawner": {"memLimit": "4g"}},
+        across("spark.driverMemory 4096m", "below spawner.memLimit 4g"),
+        id="driver-memory-equal-to-mem-limit",
+    ),
+    pytest.param(
+        {"spark": {"driverPorts": "12000:12010"}},
+        bad("spark.driverPorts", "'12000:12010'", "port range written first-last"),
+        id="bad-port-range",
+    ),
+    pytest.param(
+        {"spark": {"driverPorts": "12010-12000"}},
+        bad("spark.driverPorts", "'12010-12000'", "1024-65535 with first <= last"),
+        id="inverted-port-range",
+    ),
+    pytest.param(
+        {"spark": {"blockManagerPorts": "80-90"}},
+        bad("spark.blockManagerPorts", "'80-90'", "1024-65535"),
+        id="privileged-port-range",
+    ),
+    pytest.param(
+        {"spark": {"blockManagerPorts": "65530-70000"}},
+        bad("spark.blockManagerPorts", "'65530-70000'", "1024-65535"),
+        id="port-range-beyond-65535",
+    ),
+    pytest.param(
+        {"spark": {"driverPorts": "11105-11120"}},
+        section("spark", "driverPorts 11105-11120", "blockManagerPorts 11100-11110", "overlap"),
+        id="overlapping-spark-ranges",
+    ),
+    pytest.param(
+        {"hub": {"httpsPort": 12005}},
+        across("hub.httpsPort 12005", "inside spark.driverPorts 12000-12010"),
+        id="https-port-inside-driver-ports",
+    ),
+    pytest.param(
+        {"hub": {"httpRedirectPort": 11100}},
+        across("hub.httpRedirectPort 11100", "inside spark.blockManagerPorts 11100-11110"),
+        id="redirect-port-inside-block-manager-ports",
+    ),
+    pytest.param(
+        {"spark": {"driverHost": "not a host"}},
+        bad("spark.driverHost", "'not a host'", "DNS name or an IP address"),
+        id="bad-driver-host",
+    ),
+    # auth
+    pytest.param(
+        {"auth": {"type": "saml"}},
+        bad("auth.type", "'saml'", "'native', 'ldap', 'github' or 'dummy'"),
+        id="unknown-auth-type",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": {"bindDnTemplate": ["uid={username},dc=org"]}}},
+        section("auth", "ldap.serverAddress is required for type ldap"),
+        id="ldap-without-server",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": LDAP_SERVER}},
+        section("auth", "ldap needs bindDnTemplate, or lookupDn with searchUser/searchPassword/userSearchBase"),
+        id="ldap-without-bind-template-or-lookup",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": {**LDAP_SERVER, "lookupDn": True, "searchUser": "cn=reader"}}},
+        section("auth", "ldap.lookupDn needs ['searchPassword', 'userSearchBase']"),
+        id="ldap-lookup-without-search-settings",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": {**LDAP_SERVER, "bindDnTemplate": ["uid=x,dc=org"]}}},
+        bad("auth.ldap.bindDnTemplate", '["uid=x,dc=org"]', "lack the {username} placeholder"),
+        id="bind-template-without-username",
+    ),
+    pytest.param(
+        {"auth": {"ldap": {"tlsStrategy": "ssl"}}},
+        bad("auth.ldap.tlsStrategy", "'ssl'", "'insecure', 'before_bind' or 'on_connect'"),
+        id="bad-ldap-tls-strategy",
+    ),
+    pytest.param(
+        {"auth": {"type": "github", "github": {"clientId": "Iv1.abc"}}},
+        section("auth", "type github needs github.clientId and github.clientSecret"),
+        id="github-without-secret",
+    ),
+    pytest.param(
+        {"auth": {"type": "github"}},
+        section("auth", "type github needs github.clientId and github.clientSecret"),
+        id="github-without-client",
+    ),
+    pytest.param(
+        {"auth": {"type": "dummy"}},
+        section("auth", "type dummy needs dummyPassword of at least 8 characters"),
+        id="dummy-without-password",
+    ),
+    pytest.param(
+        {"auth": {"type": "dummy", "dummyPassword": "short"}},
+        section("auth", "type dummy needs dummyPassword of at least 8 characters"),
+        id="dummy-short-password",
+    ),
+    pytest.param(
+        {"auth": {"allowedUsers": ["-x"]}},
+        bad("auth.allowedUsers.0", "'-x'", "JupyterHub username"),
+        id="bad-allowed-user",
+    ),
+    pytest.param(
+        {"auth": {"native": {"minimumPasswordLength": 4}}},
+        bad("auth.native.minimumPasswordLength", "4", "greater than or equal to 8"),
+        id="native-password-length",
+    ),
+    # swarm
+    pytest.param(
+        {"swarm": {"placementConstraints": ["node.role=worker"]}},
+        bad("swarm.placementConstraints", '["node.role=worker"]', "not placement constraints like node.role==worker"),
+        id="bad-placement-constraint",
+    ),
+    # a section that is not an object
+    pytest.param({"hub": "8443"}, bad("hub", "'8443'", "valid dictionary"), id="section-not-an-object"),
+]
+
+
+@pytest.mark.parametrize(("raw", "pattern"), INVALID)
+def test_invalid_configuration_names_key_value_and_what_is_allowed(
+    raw: dict[str, Any] | Callable[[Path], dict[str, Any]], pattern: str, tmp_path: Path
+) -> None:
+    config = raw(tmp_path) if callable(raw) else raw
+    error = rejected(config)
+    assert matching(error.problems, pattern), f"no problem matches {pattern!r} in {error.problems}"
+
+
+def test_there_are_enough_invalid_cases() -> None:
+    assert len(INVALID) >= 40
+
+
+def test_port_range_given_as_an_object_is_range_checked() -> None:
+    error = rejected({"spark": {"driverPorts": {"first": 12010, "last": 12000}}})
+    pattern = r"^juvini:spark\.driverPorts: .*12010.*12000.* is not allowed: .*1024-65535 with first <= last"
+    assert matching(error.problems, pattern), error.problems
+
+
+def test_port_range_object_with_unknown_key_is_rejected() -> None:
+    error = rejected({"spark": {"driverPorts": {"first": 12000, "last": 12010, "size": 11}}})
+    assert matching(error.problems, unknown("spark.driverPorts.size", "first, last")), error.problems
+
+
+# --- secrets in plain text ------------------------------------------------------------
+
+#: A configuration that is valid apart from where each secret is stored.
+SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
+    "host.sshPrivateKey": {"host": {"sshPrivateKey": PRIVATE_KEY}},
+    "host.sshPassword": {"host": {"sshPassword": "ssh-password-1"}},
+    "tls.privateKey": {"tls": PROVIDED_TLS},
+    "auth.ldap.searchPassword": {"auth": {"ldap": {"searchPassword": "ldap-password-1"}}},
+    "auth.github.clientSecret": {"auth": {"github": {"clientSecret": "github-secret-1"}}},
+    "auth.dummyPassword": {"auth": {"type": "dummy", "dummyPassword": "dummy-password-1"}},
+}
+
+
+def _secret_value(raw: dict[str, Any], dotted: str) -> str:
+    value: Any = raw
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def test_every_secret_field_has_an_example() -> None:
+    assert set(SECRET_EXAMPLES) == set(SECRET_KEYS)
+
+
+@pytest.mark.parametrize("dotted", sorted(SECRET_EXAMPLES))
+def test_secret_in_plain_text_is_rejected(dotted: str) -> None:
+    raw = SECRET_EXAMPLES[dotted]
+    error = rejected(raw, secret_keys={"hub"})
+    pattern = rf"^juvini:{re.escape(dotted)}: is stored in plain text; .*--secret --path juvini:{re.escape(dotted)}"
+    assert matching(error.problems, pattern), error.problems
+    assert _secret_value(raw, dotted) not in str(error)
+
+
+@pytest.mark.parametrize("dotted", sorted(SECRET_EXAMPLES))
+def test_secret_is_accepted_when_its_top_level_key_is_secret(dotted: str) -> None:
+    settings = parse_settings(SECRET_EXAMPLES[dotted], secret_keys={dotted.split(".")[0]})
+    assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize("dotted", sorted(SECRET_EXAMPLES))
+def test_plain_text_check_is_skipped_without_secret_key_information(dotted: str) -> None:
+    assert isinstance(parse_settings(SECRET_EXAMPLES[dotted]), Settings)
+
+
+# --- all problems at once -------------------------------------------------------------
+
+
+def test_all_problems_are_reported_together() -> None:
+    raw = {
+        "bogus": True,
+        "labUser": {"uid": 12},
+        "paths": {"sharedDir": "relative"},
+        "hub": {"logLevel": "LOUD"},
+        "spawner": {"memLimit": "lots"},
+        "images": {"tag": "latest"},
+        "auth": {"dummyPassword": "plain-text-pw"},
+    }
+    error = rejected(raw, secret_keys=set())
+    expected = [
+        unknown("bogus"),
+        bad("labUser.uid", "12", "1000"),
+        bad("paths.sharedDir", "'relative'", "absolute path"),
+        bad("hub.logLevel", "'LOUD'", "'INFO'"),
+        bad("spawner.memLimit", "'lots'", "memory size"),
+        bad("images.tag", "'latest'", "must not be 'latest'"),
+        r"^juvini:auth\.dummyPassword: is stored in plain text",
+    ]
+    assert len(error.problems) >= len(expected)
+    for pattern in expected:
+        assert matching(error.problems, pattern), f"{pattern!r} missing from {error.problems}"
+    text = str(error)
+    assert f"({len(error.problems)} problem(s))" in text
+    for problem in error.problems:
+        assert f"  - {problem}" in text
+    assert "plain-text-pw" not in text
+
+
+def test_each_problem_is_one_line() -> None:
+    error = rejected({"images": {"extraCaBundle": PRIVATE_KEY}, "tls": {"dnsNames": ["a\nb"]}})
+    assert all("\n" not in problem for problem in error.problems), error.problems
+
+
+# --- secrets stay secret --------------------------------------------------------------
+
+
+def test_secrets_do_not_appear_in_repr_or_json() -> None:
+    raw = {
+        "host": {"sshPassword": "ssh-password-1"},
+        "tls": PROVIDED_TLS,
+        "auth": {
+            "type": "dummy",
+            "dummyPassword": "dummy-password-1",
+            "ldap": {"searchPassword": "ldap-password-1"},
+            "github": {"clientSecret": "github-secret-1"},
+        },
+    }
+    settings = parse_settings(raw, secret_keys={"host", "tls", "auth"})
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + settings.model_dump_json(by_alias=True)
+    for secret in (
+        "ssh-password-1",
+        "MC4CAQAwBQYDK2VwBCIEIKEY",
+        "dummy-password-1",
+        "ldap-password-1",
+        "github-secret-1",
+    ):
+        assert secret not in shown
+    assert settings.auth.dummy_password is not None
+    assert settings.auth.dummy_password.get_secret_value() == "dummy-password-1"
+
+
+@pytest.mark.parametrize("dotted", sorted(SECRET_KEYS))
+def test_empty_secret_counts_as_unset(dotted: str) -> None:
+    raw: dict[str, Any] = {}
+    holder = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        holder = holder.setdefault(part, {})
+    holder[leaf] = ""
+    settings = parse_settings(raw, secret_keys=set())  # "" in plain text is no leak
+    value: Any = settings
+    for part in dotted.split("."):
+        value = getattr(value, re.sub(r"(?<!^)([A-Z])", r"_\1", part).lower())
+    assert value is None
+
+
+def test_empty_dummy_password_is_missing_not_short() -> None:
+    error = rejected({"auth": {"type": "dummy", "dummyPassword": ""}}, secret_keys=set())
+    assert error.problems == ["juvini:auth: type dummy needs dummyPassword of at least 8 characters"]
+
+
+def test_parse_does_not_mutate_its_input() -> None:
+    raw = {"auth": {"dummyPassword": ""}, "hub": {"adminUsers": [" Alice "]}}
+    snapshot = json.loads(json.dumps(raw))
+    parse_settings(raw)
+    assert raw == snapshot
+
+
+# --- load_settings through Pulumi's config machinery ----------------------------------
+
+
+@pytest.fixture
+def stack_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Set the stack's config the way the engine hands it to the program; reset afterwards."""
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+
+    def apply(values: dict[str, str], secret_keys: list[str] | None = None) -> None:
+        pulumi.runtime.set_all_config(values, secret_keys or [])
+
+    yield apply
+    pulumi.runtime.set_all_config({}, [])
+
+
+def test_load_settings_without_config_gives_defaults(stack_config: Callable[..., None]) -> None:
+    stack_config({})
+    assert load_settings() == parse_settings({})
+
+
+def test_load_settings_reads_strings_and_json_objects(stack_config: Callable[..., None]) -> None:
+    stack_config(
+        {
+            "juvini:hub": json.dumps({"httpsPort": "9443", "adminUsers": ["alice"]}),
+            "juvini:labUser": json.dumps({"uid": 3000}),
+            "juvini:dockerHost": "unix:///run/docker.sock",
+            "juvini:allowDataRemoval": "true",
+            "juvini:spark": json.dumps({"driverPorts": "13000-13004"}),
+        }
+    )
+    settings = load_settings()
+    assert settings.docker_host == "unix:///run/docker.sock"
+    assert settings.hub.https_port == 9443
+    assert settings.admin_users == ["alice"]
+    assert settings.lab_user.uid == 3000
+    assert settings.allow_data_removal is True
+    assert str(settings.spark.driver_ports) == "13000-13004"
+    assert settings.hub_url == "https://localhost:9443/"
+
+
+def test_load_settings_ignores_other_namespaces(stack_config: Callable[..., None]) -> None:
+    stack_config({"docker:host": "tcp://elsewhere:2376", "aws:region": "eu-west-1", "juvini:hub": "{}"})
+    assert load_settings().docker_host == "unix:///var/run/docker.sock"
+
+
+def test_load_settings_reports_unknown_top_level_keys(stack_config: Callable[..., None]) -> None:
+    stack_config({"juvini:bogus": "1", "juvini:hub": json.dumps({"httpsPort": 8443})})
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert matching(caught.value.problems, unknown("bogus", "dockerHost")), caught.value.problems
+
+
+def test_load_settings_reports_bad_values_with_their_key(stack_config: Callable[..., None]) -> None:
+    stack_config({"juvini:labUser": json.dumps({"uid": 12}), "juvini:hub": "{not json"})
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    problems = caught.value.problems
+    assert matching(problems, bad("labUser.uid", "12", "greater than or equal to 1000")), problems
+    assert matching(problems, bad("hub", "'{not json'", "valid dictionary")), problems
+
+
+def test_load_settings_rejects_a_secret_in_plain_text(stack_config: Callable[..., None]) -> None:
+    stack_config({"juvini:auth": json.dumps({"type": "dummy", "dummyPassword": "dummy-password-1"})})
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert matching(caught.value.problems, r"^juvini:auth\.dummyPassword: is stored in plain text"), caught.value
+    assert "dummy-password-1" not in str(caught.value)
+
+
+def test_load_settings_accepts_a_secret_stored_as_secret(stack_config: Callable[..., None]) -> None:
+    stack_config(
+        {"juvini:auth": json.dumps({"type": "dummy", "dummyPassword": "dummy-password-1"})},
+        secret_keys=["juvini:auth"],
+    )
+    password = load_settings().auth.dummy_password
+    assert password is not None and password.get_secret_value() == "dummy-password-1"
+
+
+def test_load_settings_reads_the_process_wide_config_env(
+    stack_config: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack_config({})
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"juvini:labUser": json.dumps({"uid": 4000}), "docker:host": "x"}))
+    assert load_settings().lab_user.uid == 4000
