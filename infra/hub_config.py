@@ -6,7 +6,7 @@ from typing import Any
 
 from infra.images import DISPLAY_NAMES
 from infra.naming import Naming
-from infra.settings import Settings
+from infra.settings import Settings, memory_bytes
 
 #: Where things live inside the hub container.
 HUB_HOME = "/srv/jupyterhub"
@@ -49,13 +49,15 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "auth_type": auth.type.value,
         "native": auth.native.model_dump(),
         "ldap": auth.ldap.model_dump(exclude={"search_password"}, mode="json")
-        | {"ca_certificate_path": LDAP_CA_PATH if auth.ldap.ca_certificate else None},
+        | {"tls_kwargs": {"ca_certs_file": LDAP_CA_PATH} if auth.ldap.ca_certificate else {}},
         "github": {
             "client_id": auth.github.client_id,
             "allowed_organizations": sorted(auth.github.allowed_organizations),
             "callback_url": f"{settings.hub_url}hub/oauth_callback",
         },
-        "spawner_class": "dockerspawner.SwarmSpawner" if settings.swarm.enabled else "dockerspawner.DockerSpawner",
+        "spawner_class": "juvini_hub.spawner.JuviniSwarmSpawner"
+        if settings.swarm.enabled
+        else "juvini_hub.spawner.JuviniDockerSpawner",
         "swarm": settings.swarm.enabled,
         "placement_constraints": list(settings.swarm.placement_constraints),
         "allowed_images": allowed,
@@ -67,11 +69,17 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             f"{settings.paths.users_dir}/{{username}}": home,
             settings.paths.shared_dir: f"{home}/{SHARED_MOUNT}",
         },
-        "mem_limit": settings.spawner.mem_limit,
+        # JupyterHub's byte sizes take bytes or upper-case units only; bytes are unambiguous.
+        "mem_limit_bytes": memory_bytes(settings.spawner.mem_limit),
         "cpu_limit": settings.spawner.cpu_limit,
         "environment": environment,
         "container_user": f"{settings.lab_user.uid}:{settings.lab_user.gid}",
         "container_labels": naming.labels("user"),
+        "stack_labels": {key: value for key, value in naming.labels("user").items() if key != "org.juvini.role"},
+        "spark_driver_ports": str(settings.spark.driver_ports),
+        "spark_block_manager_ports": str(settings.spark.block_manager_ports),
+        "spark_driver_host": settings.spark.driver_host or settings.host.address,
+        "spark_publish_ip": settings.hub.bind_address,
         "start_timeout": settings.spawner.start_timeout,
         "http_timeout": settings.spawner.http_timeout,
         "users_dir": settings.paths.users_dir,

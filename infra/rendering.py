@@ -7,7 +7,6 @@ misspelt variable fail loudly instead of rendering an empty string.
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,14 @@ _environment = Environment(
     autoescape=False,  # noqa: S701 - shell and Python, not HTML
 )
 # Values enter shell scripts quoted, and Python files as Python literals, never raw.
-_environment.filters["sh"] = lambda value: shlex.quote(str(value))
+_environment.filters["sh"] = lambda value: _single_quoted(str(value))
 _environment.filters["py"] = lambda value: repr(value)
 _environment.filters["json"] = lambda value: json.dumps(value, sort_keys=True)
+
+
+def _single_quoted(text: str) -> str:
+    """``text`` as one shell word, always quoted (shellcheck reads ``a=b-2`` as arithmetic)."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def render(template: str, **values: Any) -> str:

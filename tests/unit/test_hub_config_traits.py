@@ -30,6 +30,9 @@ OWNERS = {
     "LDAPAuthenticator": "ldapauthenticator:LDAPAuthenticator",
     "GitHubOAuthenticator": "oauthenticator.github:GitHubOAuthenticator",
     "DummyAuthenticator": "jupyterhub.auth:DummyAuthenticator",
+    "JuviniSpawnerMixin": "juvini_hub.spawner:JuviniSpawnerMixin",
+    "JuviniDockerSpawner": "juvini_hub.spawner:JuviniDockerSpawner",
+    "JuviniSwarmSpawner": "juvini_hub.spawner:JuviniSwarmSpawner",
 }
 IMAGES = {"base": "b:1", "datascience": "d:1", "pyspark": "p:1"}
 VARIANTS = {

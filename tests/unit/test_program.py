@@ -205,7 +205,7 @@ def test_hub_container_gets_config_socket_state_and_secrets(dev: ProgramRun) -> 
     hub = dev.named("juvini-dev-hub-hub")
     (upload,) = hub.inputs["uploads"]
     assert upload["file"] == "/srv/jupyterhub/jupyterhub_config.py", hub
-    assert "dockerspawner.DockerSpawner" in upload["content"], hub
+    assert "juvini_hub.spawner.JuviniDockerSpawner" in upload["content"], hub
     mounts = {m["target"]: m["source"] for m in hub.inputs["mounts"]}
     assert mounts == {
         "/var/run/docker.sock": "/var/run/docker.sock",

@@ -50,7 +50,8 @@ class JuviniSpawnerMixin(Configurable):
         """Create the user's persistent folder if it does not exist yet."""
         folder = Path(self.format_volume_name(self.users_dir.rstrip("/") + "/{username}", self))
         if not folder.exists():
-            folder.mkdir(mode=0o750)
+            folder.mkdir()
+            folder.chmod(0o750)  # whatever the hub's umask
             os.chown(folder, self.lab_uid, self.lab_gid)
             self.log.info("created persistent folder %s for %s", folder, self.user.name)
         return folder

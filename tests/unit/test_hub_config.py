@@ -1,0 +1,600 @@
+"""jupyterhub_config.py as JupyterHub itself loads it.
+
+Each test renders the config for a settings variant, writes it to a temporary folder and
+loads it with traitlets' ``PyFileConfigLoader`` (what ``jupyterhub -f`` does), with the
+secret environment the hub container gets. Assertions are on the loaded values, and
+where it matters on what JupyterHub, DockerSpawner or the authenticator make of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import docker.api.service
+import pytest
+from dockerspawner import DockerSpawner, SwarmSpawner
+from dockerspawner.volumenamingstrategy import default_format_volume_name
+from jupyterhub.app import JupyterHub
+from jupyterhub.auth import DummyAuthenticator
+from ldapauthenticator import LDAPAuthenticator
+from nativeauthenticator import NativeAuthenticator
+from oauthenticator.github import GitHubOAuthenticator
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from infra.hub_config import LDAP_CA_PATH, STATE_DIR, render_hub_config
+from infra.images import DISPLAY_NAMES
+from infra.naming import Naming
+from infra.settings import NOTEBOOK_FLAVOURS, Settings, memory_bytes, parse_settings
+
+pytestmark = pytest.mark.unit
+
+PROJECT = "juvini"
+
+# Secrets as the stack holds them, and as the hub container's environment holds them. The
+# two differ so that a test can tell which one the config used.
+STACK_SEARCH_PASSWORD = "stack-ldap-search-password"
+STACK_GITHUB_SECRET = "stack-github-client-secret"
+STACK_DUMMY_PASSWORD = "stack-dummy-password"
+SECRET_ENV = {
+    "JUVINI_LDAP_SEARCH_PASSWORD": "env-ldap-search-password",
+    "JUVINI_GITHUB_CLIENT_SECRET": "env-github-client-secret",
+    "JUVINI_DUMMY_PASSWORD": "env-dummy-password",
+}
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ29uZmlnVGVzdA==\n-----END CERTIFICATE-----\n"
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "native": {},
+    "native-open-signup": {"auth": {"native": {"openSignup": True, "minimumPasswordLength": 14}}},
+    "native-allowed-users": {"auth": {"allowedUsers": ["Carol", "dave"]}},
+    "ldap-bind": {
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "ldap.example.org",
+                "serverPort": 636,
+                "tlsStrategy": "on_connect",
+                "caCertificate": CA_PEM,
+                "bindDnTemplate": [
+                    "uid={username},ou=people,dc=example,dc=org",
+                    "uid={username},ou=staff,dc=example,dc=org",
+                ],
+                "allowedGroups": ["cn=lab,ou=groups,dc=example,dc=org"],
+            },
+        }
+    },
+    "ldap-lookup": {
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "10.0.0.5",
+                "lookupDn": True,
+                "searchUser": "cn=search,dc=example,dc=org",
+                "searchPassword": STACK_SEARCH_PASSWORD,
+                "userSearchBase": "ou=people,dc=example,dc=org",
+                "userAttribute": "sAMAccountName",
+            },
+        }
+    },
+    "github": {
+        "auth": {
+            "type": "github",
+            "github": {"clientId": "Iv1.0123abcd", "clientSecret": STACK_GITHUB_SECRET},
+        }
+    },
+    "github-orgs": {
+        "auth": {
+            "type": "github",
+            "github": {
+                "clientId": "Iv1.0123abcd",
+                "clientSecret": STACK_GITHUB_SECRET,
+                "allowedOrganizations": ["juvini-lab"],
+            },
+        }
+    },
+    "dummy": {"auth": {"type": "dummy", "dummyPassword": STACK_DUMMY_PASSWORD}},
+    "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
+    "no-culling": {"spawner": {"idleTimeout": 0}},
+    "custom": {
+        "labUser": {"name": "scientist", "uid": 3001, "gid": 3002},
+        "paths": {
+            "sharedDir": "/data/lab.shared",
+            "tlsDir": "/etc/juvini-tls",
+            "usersDir": "/data/lab-users.d",
+            "hubStateDir": "/var/lib/juvini_hub",
+        },
+        "hub": {"publicHostname": "lab.example.org", "httpsPort": 443, "adminUsers": ["Bob", "alice"]},
+        "spawner": {
+            "allowedImages": ["pyspark", "base"],
+            "cpuLimit": 4.5,
+            "memLimit": "8G",
+            "startTimeout": 600,
+            "httpTimeout": 90,
+            "idleTimeout": 7200,
+            "cullEvery": 600,
+            "environment": {"TZ": "Europe/Paris"},
+        },
+        "spark": {"driverMemory": "3g"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A rendered config and what JupyterHub's loader made of it."""
+
+    settings: Settings
+    naming: Naming
+    notebook_images: dict[str, str]
+    text: str
+    path: Path
+    config: Config
+
+
+Load = Callable[..., Loaded]
+
+
+@pytest.fixture(autouse=True)
+def secret_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets the hub container gets in its environment (see ``Hub._auth_env``)."""
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def load(tmp_path: Path) -> Load:
+    """Render the config for raw stack settings and load it as ``jupyterhub -f`` would."""
+    counter = iter(range(1000))
+
+    def _load(raw: dict[str, Any] | None = None, *, variant: str | None = None, stack: str = "dev") -> Loaded:
+        raw = VARIANTS[variant] if variant is not None else (raw or {})
+        # Secrets arrive from an encrypted top-level key, as `pulumi config set --secret` leaves them.
+        settings = parse_settings(raw, secret_keys=set(raw))
+        naming = Naming(PROJECT, stack)
+        notebook_images = {
+            flavour: naming.image(f"notebook-{flavour}", settings.images.tag, settings.images.registry)
+            for flavour in NOTEBOOK_FLAVOURS
+        }
+        text = render_hub_config(settings, naming, notebook_images)
+        folder = tmp_path / f"config-{stack}-{next(counter)}"
+        folder.mkdir()
+        path = folder / "jupyterhub_config.py"
+        path.write_text(text, encoding="utf-8")
+        config = PyFileConfigLoader(path.name, path=str(folder)).load_config()
+        return Loaded(settings, naming, notebook_images, text, path, config)
+
+    return _load
+
+
+_UNSET = object()
+
+
+def option(config: Config, cls: type, name: str, default: Any = _UNSET) -> Any:
+    """The value ``cls`` gets for ``name``: the most specific section that sets it wins, as in traitlets."""
+    for klass in cls.mro():
+        section = klass.__name__
+        if section in config and name in config[section]:
+            return config[section][name]
+    if default is not _UNSET:
+        return default
+    raise KeyError(f"{cls.__name__}.{name} is not configured")
+
+
+def hub(loaded: Loaded) -> JupyterHub:
+    """The JupyterHub application configured by the loaded file (nothing started)."""
+    return JupyterHub(config=loaded.config)
+
+
+# --- login ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("native", NativeAuthenticator),
+        ("ldap-bind", LDAPAuthenticator),
+        ("ldap-lookup", LDAPAuthenticator),
+        ("github", GitHubOAuthenticator),
+        ("dummy", DummyAuthenticator),
+    ],
+)
+def test_authenticator_class_per_auth_type(load: Load, variant: str, expected: type) -> None:
+    assert hub(load(variant=variant)).authenticator_class is expected
+
+
+def test_no_admin_users_by_default(load: Load) -> None:
+    assert load().config.Authenticator.admin_users == set()
+
+
+def test_admin_users_are_the_normalised_setting(load: Load) -> None:
+    assert load(variant="custom").config.Authenticator.admin_users == {"alice", "bob"}
+
+
+@pytest.mark.parametrize(
+    ("variant", "section", "allow_all"),
+    [
+        ("native", "Authenticator", True),
+        ("native-allowed-users", "Authenticator", False),
+        ("ldap-lookup", "Authenticator", True),
+        ("ldap-bind", "Authenticator", False),  # allowedGroups restricts
+        ("github", "GitHubOAuthenticator", True),
+        ("github-orgs", "GitHubOAuthenticator", False),
+        ("dummy", "Authenticator", True),
+    ],
+)
+def test_allow_all_only_without_any_restriction(load: Load, variant: str, section: str, allow_all: bool) -> None:
+    assert load(variant=variant).config[section].allow_all is allow_all
+
+
+def test_allowed_users_restrict_login(load: Load) -> None:
+    config = load(variant="native-allowed-users").config
+    assert config.Authenticator.allowed_users == {"carol", "dave"}
+
+
+def test_no_allowed_users_list_by_default(load: Load) -> None:
+    assert "allowed_users" not in load().config.Authenticator
+
+
+def test_native_template_paths_exist_on_disk(load: Load) -> None:
+    paths = [Path(path) for path in load().config.JupyterHub.template_paths]
+    assert paths
+    for path in paths:
+        assert (path / "signup.html").is_file(), f"{path} holds no NativeAuthenticator templates"
+
+
+def test_native_signup_needs_admin_approval_by_default(load: Load) -> None:
+    native = load().config.NativeAuthenticator
+    assert native.open_signup is False
+    assert native.minimum_password_length == 10
+    assert native.check_common_password is True
+
+
+def test_native_open_signup_setting(load: Load) -> None:
+    native = load(variant="native-open-signup").config.NativeAuthenticator
+    assert native.open_signup is True
+    assert native.minimum_password_length == 14
+
+
+def test_ldap_direct_bind_settings(load: Load) -> None:
+    loaded = load(variant="ldap-bind")
+    ldap = LDAPAuthenticator(config=loaded.config)
+    assert ldap.server_address == "ldap.example.org"
+    assert ldap.server_port == 636
+    assert ldap.tls_strategy.name == "on_connect"
+    assert ldap.bind_dn_template == [
+        "uid={username},ou=people,dc=example,dc=org",
+        "uid={username},ou=staff,dc=example,dc=org",
+    ]
+    assert ldap.lookup_dn is False
+    assert ldap.allowed_groups == ["cn=lab,ou=groups,dc=example,dc=org"]
+    assert "lookup_dn_search_password" not in loaded.config.LDAPAuthenticator
+
+
+def test_ldap_lookup_dn_settings(load: Load) -> None:
+    ldap = LDAPAuthenticator(config=load(variant="ldap-lookup").config)
+    assert ldap.server_address == "10.0.0.5"
+    assert ldap.server_port == 389  # StartTLS on the plain port when unset
+    assert ldap.tls_strategy.name == "before_bind"
+    assert ldap.bind_dn_template == []
+    assert ldap.lookup_dn is True
+    assert ldap.lookup_dn_search_user == "cn=search,dc=example,dc=org"
+    assert ldap.user_search_base == "ou=people,dc=example,dc=org"
+    assert ldap.user_attribute == "sAMAccountName"
+
+
+def test_ldap_ca_file_is_where_the_hub_uploads_it(load: Load) -> None:
+    assert load(variant="ldap-bind").config.LDAPAuthenticator.tls_kwargs["ca_certs_file"] == LDAP_CA_PATH
+
+
+def test_ldap_without_ca_still_validates_against_the_system_cas(load: Load) -> None:
+    assert load(variant="ldap-lookup").config.LDAPAuthenticator.tls_kwargs == {"validate": ssl.CERT_REQUIRED}
+
+
+def test_insecure_ldap_sets_no_tls_kwargs(load: Load) -> None:
+    loaded = load(
+        {
+            "auth": {
+                "type": "ldap",
+                "ldap": {
+                    "serverAddress": "ldap.test",
+                    "tlsStrategy": "insecure",
+                    "bindDnTemplate": ["uid={username},dc=test"],
+                },
+            }
+        }
+    )
+    assert "tls_kwargs" not in loaded.config.LDAPAuthenticator
+
+
+def test_ldap_ca_certificate_is_enforced(load: Load) -> None:
+    tls_kwargs = load(variant="ldap-bind").config.LDAPAuthenticator.tls_kwargs
+    assert tls_kwargs.get("validate") == ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("variant", "section", "name", "env", "stack_value"),
+    [
+        (
+            "ldap-lookup",
+            "LDAPAuthenticator",
+            "lookup_dn_search_password",
+            "JUVINI_LDAP_SEARCH_PASSWORD",
+            STACK_SEARCH_PASSWORD,
+        ),
+        ("github", "GitHubOAuthenticator", "client_secret", "JUVINI_GITHUB_CLIENT_SECRET", STACK_GITHUB_SECRET),
+        ("dummy", "DummyAuthenticator", "password", "JUVINI_DUMMY_PASSWORD", STACK_DUMMY_PASSWORD),
+    ],
+)
+def test_secret_comes_from_the_environment_not_the_file(
+    load: Load, variant: str, section: str, name: str, env: str, stack_value: str
+) -> None:
+    loaded = load(variant=variant)
+    assert loaded.config[section][name] == SECRET_ENV[env]
+    assert stack_value not in loaded.text
+    assert SECRET_ENV[env] not in loaded.text
+
+
+def test_missing_secret_environment_fails_loudly(load: Load, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUVINI_LDAP_SEARCH_PASSWORD")
+    with pytest.raises(KeyError, match="JUVINI_LDAP_SEARCH_PASSWORD"):
+        load(variant="ldap-lookup")
+
+
+def test_github_callback_is_under_the_public_url(load: Load) -> None:
+    loaded = load(variant="github")
+    github = loaded.config.GitHubOAuthenticator
+    assert github.client_id == "Iv1.0123abcd"
+    assert github.oauth_callback_url == f"{loaded.settings.hub_url}hub/oauth_callback"
+
+
+def test_github_allowed_organizations(load: Load) -> None:
+    assert load(variant="github-orgs").config.GitHubOAuthenticator.allowed_organizations == {"juvini-lab"}
+
+
+# --- users' servers ------------------------------------------------------------------------
+
+
+def test_docker_spawner_by_default(load: Load) -> None:
+    spawner_class = hub(load()).spawner_class
+    assert issubclass(spawner_class, DockerSpawner)
+    assert not issubclass(spawner_class, SwarmSpawner)
+
+
+def test_swarm_spawner_when_swarm_enabled(load: Load) -> None:
+    assert issubclass(hub(load(variant="swarm")).spawner_class, SwarmSpawner)
+
+
+def test_swarm_services_use_dns_round_robin_and_placement(load: Load) -> None:
+    config = load(variant="swarm").config
+    assert option(config, SwarmSpawner, "extra_endpoint_spec") == {"mode": "dnsrr"}
+    assert option(config, SwarmSpawner, "extra_placement_spec") == {"constraints": ["node.role==worker"]}
+
+
+def test_no_swarm_options_without_swarm(load: Load) -> None:
+    assert "SwarmSpawner" not in load().config
+
+
+def test_swarm_servers_run_as_the_lab_user(load: Load) -> None:
+    container_spec = option(load(variant="swarm").config, SwarmSpawner, "extra_container_spec", {})
+    assert container_spec.get("user") == "2100:2100"
+
+
+def test_swarm_create_kwargs_are_accepted_by_create_service(load: Load) -> None:
+    accepted = set(inspect.signature(docker.api.service.ServiceApiMixin.create_service).parameters)
+    create_kwargs = option(load(variant="swarm").config, SwarmSpawner, "extra_create_kwargs")
+    assert set(create_kwargs) <= accepted, f"create_service() rejects {sorted(set(create_kwargs) - accepted)}"
+
+
+def test_allowed_images_default_order(load: Load) -> None:
+    loaded = load()
+    images = loaded.notebook_images
+    assert list(loaded.config.DockerSpawner.allowed_images.items()) == [
+        (DISPLAY_NAMES["datascience"], images["datascience"]),
+        (DISPLAY_NAMES["pyspark"], images["pyspark"]),
+        (DISPLAY_NAMES["base"], images["base"]),
+    ]
+    assert loaded.config.DockerSpawner.image == images["datascience"]
+
+
+def test_allowed_images_follow_the_setting_and_first_is_default(load: Load) -> None:
+    loaded = load(variant="custom")
+    images = loaded.notebook_images
+    assert list(loaded.config.DockerSpawner.allowed_images.items()) == [
+        (DISPLAY_NAMES["pyspark"], images["pyspark"]),
+        (DISPLAY_NAMES["base"], images["base"]),
+    ]
+    assert loaded.config.DockerSpawner.image == images["pyspark"]
+
+
+def test_images_are_never_pulled(load: Load) -> None:
+    assert load().config.DockerSpawner.pull_policy == "never"
+
+
+def test_name_template_carries_the_stack_prefix(load: Load) -> None:
+    dev, prod = load(stack="dev"), load(stack="prod")
+    dev_template = dev.config.DockerSpawner.name_template
+    prod_template = prod.config.DockerSpawner.name_template
+    assert dev_template.startswith(f"{dev.naming.prefix}-")
+    assert prod_template.startswith(f"{prod.naming.prefix}-")
+    assert "{username}" in dev_template
+    assert dev_template != prod_template
+
+
+def test_network_is_the_stacks_users_network(load: Load) -> None:
+    dev, prod = load(stack="dev"), load(stack="prod")
+    assert dev.config.DockerSpawner.network_name == dev.naming.physical("users-net")
+    assert prod.config.DockerSpawner.network_name == prod.naming.physical("users-net")
+    assert dev.config.DockerSpawner.use_internal_ip is True
+
+
+def test_volumes_default(load: Load) -> None:
+    assert load().config.DockerSpawner.volumes == {
+        "/srv/juvini/users/{username}": "/home/labuser",
+        "/shared/jupyterhub": "/home/labuser/shared",
+    }
+
+
+def test_volumes_follow_custom_paths_and_user(load: Load) -> None:
+    config = load(variant="custom").config
+    assert config.DockerSpawner.volumes == {
+        "/data/lab-users.d/{username}": "/home/scientist",
+        "/data/lab.shared": "/home/scientist/shared",
+    }
+    assert config.DockerSpawner.notebook_dir == "/home/scientist"
+
+
+def test_limits_default(load: Load) -> None:
+    config = load().config
+    assert config.DockerSpawner.mem_limit == 4 * 1024**3
+    assert config.DockerSpawner.cpu_limit == 2.0
+
+
+def test_limits_custom(load: Load) -> None:
+    config = load(variant="custom").config
+    assert config.DockerSpawner.mem_limit == 8 * 1024**3
+    assert config.DockerSpawner.cpu_limit == 4.5
+
+
+@pytest.mark.parametrize(
+    "mem_limit",
+    [
+        "4g",
+        "1073741824",
+        "4G",
+        "512M",
+    ],
+)
+def test_mem_limit_is_accepted_by_dockerspawner(load: Load, mem_limit: str) -> None:
+    loaded = load({"spawner": {"memLimit": mem_limit}, "spark": {"driverMemory": "32m"}})
+    spawner = DockerSpawner(config=loaded.config, user=SimpleNamespace(name="alice"))
+    assert spawner.mem_limit == memory_bytes(mem_limit)
+    assert spawner.cpu_limit == 2.0
+
+
+def test_spark_driver_memory_in_environment_default(load: Load) -> None:
+    loaded = load()
+    assert loaded.config.DockerSpawner.environment["SPARK_DRIVER_MEMORY"] == loaded.settings.spark.driver_memory
+
+
+def test_spark_driver_memory_in_environment_custom(load: Load) -> None:
+    environment = load(variant="custom").config.DockerSpawner.environment
+    assert environment["SPARK_DRIVER_MEMORY"] == "3g"
+    assert environment["TZ"] == "Europe/Paris"
+
+
+def test_container_runs_as_lab_uid_gid_default(load: Load) -> None:
+    assert option(load().config, DockerSpawner, "extra_create_kwargs")["user"] == "2100:2100"
+
+
+def test_container_runs_as_lab_uid_gid_custom(load: Load) -> None:
+    assert option(load(variant="custom").config, DockerSpawner, "extra_create_kwargs")["user"] == "3001:3002"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_containers_carry_the_stacks_labels(load: Load, stack: str) -> None:
+    loaded = load(stack=stack)
+    labels = option(loaded.config, DockerSpawner, "extra_create_kwargs")["labels"]
+    assert labels == loaded.naming.labels("user")
+    assert labels["org.juvini.stack"] == stack
+
+
+def test_timeouts_default(load: Load) -> None:
+    spawner = load().config.Spawner
+    assert (spawner.start_timeout, spawner.http_timeout) == (300, 120)
+
+
+def test_timeouts_custom(load: Load) -> None:
+    spawner = load(variant="custom").config.Spawner
+    assert (spawner.start_timeout, spawner.http_timeout) == (600, 90)
+
+
+# --- hub and proxy -------------------------------------------------------------------------
+
+
+def test_servers_survive_a_hub_restart(load: Load) -> None:
+    assert load().config.JupyterHub.cleanup_servers is False
+
+
+def test_proxy_is_not_started_by_the_hub(load: Load) -> None:
+    assert load().config.ConfigurableHTTPProxy.should_start is False
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_proxy_api_url_names_the_stacks_proxy(load: Load, stack: str) -> None:
+    loaded = load(stack=stack)
+    assert loaded.config.ConfigurableHTTPProxy.api_url == f"http://{loaded.naming.physical('proxy')}:8001"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_hub_connect_url_names_the_stacks_hub(load: Load, stack: str) -> None:
+    loaded = load(stack=stack)
+    assert loaded.config.JupyterHub.hub_connect_url == f"http://{loaded.naming.physical('hub')}:8081"
+
+
+@pytest.mark.parametrize(
+    ("variant", "url"), [("native", "https://localhost:8443/"), ("custom", "https://lab.example.org/")]
+)
+def test_public_url_is_the_hub_url(load: Load, variant: str, url: str) -> None:
+    loaded = load(variant=variant)
+    assert loaded.config.JupyterHub.public_url == loaded.settings.hub_url == url
+
+
+def test_database_lives_in_the_state_folder(load: Load) -> None:
+    config = load().config
+    assert config.JupyterHub.db_url == f"sqlite:///{STATE_DIR}/jupyterhub.sqlite"
+    assert config.JupyterHub.pid_file.startswith(f"{STATE_DIR}/")
+
+
+# --- idle culler ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("variant", "timeout", "every"), [("native", 3600, 300), ("custom", 7200, 600)])
+def test_idle_culler_service_and_role(load: Load, variant: str, timeout: int, every: int) -> None:
+    config = load(variant=variant).config
+    (service,) = config.JupyterHub.services
+    assert service["name"] == "idle-culler"
+    assert service["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    assert f"--timeout={timeout}" in service["command"]
+    assert f"--cull-every={every}" in service["command"]
+    (role,) = config.JupyterHub.load_roles
+    assert role["services"] == ["idle-culler"]
+    assert {"list:users", "read:users:activity", "read:servers", "delete:servers"} <= set(role["scopes"])
+
+
+def test_no_idle_culler_when_idle_timeout_is_zero(load: Load) -> None:
+    hub_config = load(variant="no-culling").config.JupyterHub
+    assert "services" not in hub_config
+    assert "load_roles" not in hub_config
+
+
+# --- the file as Python --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_rendered_file_compiles(load: Load, variant: str) -> None:
+    path = load(variant=variant).path
+    result = subprocess.run(
+        [sys.executable, "-m", "py_compile", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_rendered_file_has_no_undefined_or_unused_names(load: Load, variant: str) -> None:
+    path = load(variant=variant).path
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F,E9", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
