@@ -9,11 +9,10 @@ where it matters on what JupyterHub, DockerSpawner or the authenticator make of 
 from __future__ import annotations
 
 import inspect
-import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,6 @@ from typing import Any
 import docker.api.service
 import pytest
 from dockerspawner import DockerSpawner, SwarmSpawner
-from dockerspawner.volumenamingstrategy import default_format_volume_name
 from jupyterhub.app import JupyterHub
 from jupyterhub.auth import DummyAuthenticator
 from ldapauthenticator import LDAPAuthenticator
