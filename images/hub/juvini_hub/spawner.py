@@ -18,7 +18,11 @@ from tornado import web
 from traitlets import Dict, Int, Unicode
 from traitlets.config import Configurable
 
+from juvini_hub.kerberos import CCACHE_NAME, ccache_dir, kinit
 from juvini_hub.spark_ports import PortRange, PortsExhausted, SparkPorts, allocate
+
+#: Where a user's ticket folder appears in their container.
+KERBEROS_MOUNT = "/run/juvini/krb5"
 
 # Pairs handed out to servers whose containers are being created: the hub is one
 # process, so a module-level lock and table serialise allocation across spawners.
@@ -45,6 +49,48 @@ class JuviniSpawnerMixin(Configurable):
     ).tag(config=True)
     lab_uid = Int(2100, help="uid owning users' folders; containers run as it.").tag(config=True)
     lab_gid = Int(2100, help="gid owning users' folders.").tag(config=True)
+
+    kerberos_realm = Unicode("", help="Kerberos realm; empty: users' servers get no ticket.").tag(config=True)
+    kerberos_ccache_root = Unicode("/srv/jupyterhub/state/krb5cc", help="Ticket folders, as the hub sees them.").tag(
+        config=True
+    )
+    kerberos_ccache_host_root = Unicode("", help="The same ticket folders, as the Docker host sees them.").tag(
+        config=True
+    )
+    kerberos_config = Unicode("/srv/jupyterhub/state/krb5.conf", help="krb5.conf, as the hub sees it.").tag(config=True)
+    kerberos_config_host_path = Unicode("", help="krb5.conf, as the Docker host sees it.").tag(config=True)
+
+    async def prepare_kerberos(self) -> None:
+        """Renew the user's ticket from the encrypted auth state and hand it to the container."""
+        if not self.kerberos_realm:
+            return
+        name = self.user.name
+        auth_state = await self.user.get_auth_state() or {}
+        status = auth_state.get("kerberos") or {"ok": False, "message": "no Kerberos login recorded for this user"}
+        if auth_state.get("password"):
+            outcome = await kinit(
+                f"{name}@{self.kerberos_realm}",
+                auth_state["password"],
+                ccache_dir(self.kerberos_ccache_root, name),
+                self.lab_uid,
+                self.lab_gid,
+                self.kerberos_config,
+            )
+            status = outcome.as_state()
+        host_folder = str(ccache_dir(self.kerberos_ccache_host_root, name))
+        # The folder must exist before Docker bind-mounts it, or Docker makes it as root.
+        ccache_dir(self.kerberos_ccache_root, name).mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chown(ccache_dir(self.kerberos_ccache_root, name), self.lab_uid, self.lab_gid)
+        self.volumes = {
+            **self.volumes,
+            host_folder: {"bind": KERBEROS_MOUNT, "mode": "rw"},
+            self.kerberos_config_host_path: {"bind": "/etc/krb5.conf", "mode": "ro"},
+        }
+        environment = {"KRB5CCNAME": f"FILE:{KERBEROS_MOUNT}/{CCACHE_NAME}"}
+        if not status.get("ok"):
+            self.log.warning("%s's server starts without a Kerberos ticket: %s", name, status.get("message"))
+            environment["JUVINI_KERBEROS_WARNING"] = str(status.get("message"))
+        self.environment = {**self.environment, **environment}
 
     def ensure_user_folder(self) -> Path:
         """Create the user's persistent folder if it does not exist yet."""
@@ -76,6 +122,7 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
 
     async def start(self) -> Any:
         self.ensure_user_folder()
+        await self.prepare_kerberos()
         if not self.spark_driver_ports:
             return await super().start()
         async with _ALLOCATION_LOCK:
@@ -127,4 +174,5 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
 
     async def start(self) -> Any:
         self.ensure_user_folder()
+        await self.prepare_kerberos()
         return await super().start()

@@ -1,0 +1,111 @@
+"""LDAP / Active Directory login for the lab, on top of the stock ldapauthenticator.
+
+Adds what the stock authenticator lacks:
+
+- usernames typed with surrounding spaces or in upper case map to one account;
+- members of ``admin_groups`` are hub admins (and always allowed in);
+- with a Kerberos realm configured, the login password obtains a Kerberos ticket
+  (``kinit``) for the user's container; the password is kept only in JupyterHub's
+  encrypted auth state, so a later start of the server can renew the ticket.
+
+When the KDC cannot issue a ticket, ``kerberos_on_failure`` decides: ``warn`` lets
+the login through (the server starts without a ticket and says why in
+``JUVINI_KERBEROS_WARNING``), ``refuse`` refuses the login.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ldap3
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn
+from ldapauthenticator import LDAPAuthenticator
+from traitlets import CaselessStrEnum, Int, List, Unicode
+
+from juvini_hub.kerberos import ccache_dir, kinit
+
+
+class JuviniLDAPAuthenticator(LDAPAuthenticator):
+    """ldapauthenticator plus admin groups, name normalisation and Kerberos at login."""
+
+    admin_groups = List(Unicode(), help="Group DNs whose members are hub admins.").tag(config=True)
+    kerberos_realm = Unicode("", help="Kerberos realm for kinit at login; empty disables it.").tag(config=True)
+    kerberos_ccache_root = Unicode(
+        "/srv/jupyterhub/state/krb5cc", help="Folder (in the hub) holding one ticket folder per user."
+    ).tag(config=True)
+    kerberos_config = Unicode("/srv/jupyterhub/state/krb5.conf", help="krb5.conf the hub's kinit uses.").tag(
+        config=True
+    )
+    kerberos_on_failure = CaselessStrEnum(
+        ["warn", "refuse"], "warn", help="What a failed kinit does to the login: warn, or refuse it."
+    ).tag(config=True)
+    lab_uid = Int(2100, help="Owner of the ticket caches (the uid users' containers run as).").tag(config=True)
+    lab_gid = Int(2100, help="Group of the ticket caches.").tag(config=True)
+
+    def normalize_username(self, username: str) -> str:
+        return super().normalize_username(username.strip())
+
+    async def authenticate(self, handler: Any, data: dict[str, Any]) -> dict[str, Any] | None:
+        login = dict(data, username=data.get("username", "").strip())
+        result = await super().authenticate(handler, login)
+        if not result:
+            return None
+        auth_state = dict(result.get("auth_state") or {})
+        name = self.normalize_username(result["name"])
+        if self.admin_groups:
+            groups = self._member_groups(login["username"], login["password"], self.admin_groups)
+            auth_state["admin_groups"] = groups
+            result["admin"] = bool(groups) or name in self.admin_users
+        if self.kerberos_realm:
+            outcome = await kinit(
+                f"{name}@{self.kerberos_realm}",
+                login["password"],
+                ccache_dir(self.kerberos_ccache_root, name),
+                self.lab_uid,
+                self.lab_gid,
+                self.kerberos_config,
+            )
+            auth_state["kerberos"] = outcome.as_state()
+            if not outcome.ok:
+                if self.kerberos_on_failure == "refuse":
+                    self.log.error("refusing login of %s: %s", name, outcome.message)
+                    return None
+                self.log.warning("login of %s without a Kerberos ticket: %s", name, outcome.message)
+            # Encrypted at rest with the stack's crypt key; used to renew the ticket at spawn.
+            auth_state["password"] = login["password"]
+        result["auth_state"] = auth_state
+        return result
+
+    def check_allowed(self, username: str, auth_model: dict[str, Any] | None = None) -> bool:
+        if auth_model and auth_model.get("admin"):
+            return True  # admin groups imply access
+        return super().check_allowed(username, auth_model)
+
+    def _member_groups(self, login: str, password: str, groups: list[str]) -> list[str]:
+        """Those of ``groups`` the user belongs to, searched with the user's own bind."""
+        userdn, uid = self._user_dn(login, password)
+        if userdn is None:
+            return []
+        conn = self.get_connection(userdn, password)
+        if not conn:
+            return []
+        found = []
+        for group in groups:
+            query = self.group_search_filter.format(userdn=escape_filter_chars(userdn), uid=escape_filter_chars(uid))
+            if conn.search(
+                search_base=group, search_scope=ldap3.BASE, search_filter=query, attributes=self.group_attributes
+            ):
+                found.append(group)
+        return found
+
+    def _user_dn(self, login: str, password: str) -> tuple[str | None, str]:
+        if self.lookup_dn:
+            resolved, userdn = self.resolve_username(login)
+            return userdn, resolved or login
+        templates = self.bind_dn_template if isinstance(self.bind_dn_template, list) else [self.bind_dn_template]
+        for template in templates:
+            userdn = template.format(username=escape_rdn(login))
+            if self.get_connection(userdn, password):
+                return userdn, login
+        return None, login
