@@ -22,7 +22,9 @@ from infra.hub_config import (
     PROXY_PUBLIC_PORT,
     PROXY_REDIRECT_PORT,
     STATE_DIR,
+    krb5_conf_host_path,
     render_hub_config,
+    render_krb5_conf,
 )
 from infra.images import Images
 from infra.naming import Naming
@@ -96,7 +98,7 @@ class Hub(pulumi.ComponentResource):
             docker.ContainerNetworksAdvancedArgs(name=networks.hub_network.name),
             docker.ContainerNetworksAdvancedArgs(name=networks.users_network.name),
         ]
-        ready = [
+        ready: list[pulumi.Resource] = [
             *host.ready,
             *tls.files,
             networks.hub_network,
@@ -104,6 +106,11 @@ class Hub(pulumi.ComponentResource):
             images.hub,
             *images.notebooks.values(),
         ]
+        if settings.kerberos.enabled:
+            self.krb5_conf = host.file(
+                f"{name}-krb5-conf", krb5_conf_host_path(settings), render_krb5_conf(settings, naming), "0644", child
+            )
+            ready.append(self.krb5_conf)
 
         proxy_env = [_secret_env("CONFIGPROXY_AUTH_TOKEN", self.proxy_token.hex)]
         hub_env = [

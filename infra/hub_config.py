@@ -13,6 +13,8 @@ HUB_HOME = "/srv/jupyterhub"
 CONFIG_PATH = f"{HUB_HOME}/jupyterhub_config.py"
 STATE_DIR = f"{HUB_HOME}/state"
 LDAP_CA_PATH = f"{HUB_HOME}/ldap-ca.crt"
+KRB5_CONF_NAME = "krb5.conf"
+KRB5_CCACHE_DIR_NAME = "krb5cc"
 HUB_API_PORT = 8081
 PROXY_PUBLIC_PORT = 8000
 PROXY_API_PORT = 8001
@@ -55,6 +57,15 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             "allowed_organizations": sorted(auth.github.allowed_organizations),
             "callback_url": f"{settings.hub_url}hub/oauth_callback",
         },
+        "kerberos": {
+            "enabled": settings.kerberos.enabled,
+            "realm": settings.kerberos.realm or "",
+            "on_failure": settings.kerberos.on_failure,
+            "ccache_root": f"{STATE_DIR}/{KRB5_CCACHE_DIR_NAME}",
+            "ccache_host_root": f"{settings.paths.hub_state_dir}/{KRB5_CCACHE_DIR_NAME}",
+            "config": f"{STATE_DIR}/{KRB5_CONF_NAME}",
+            "config_host_path": krb5_conf_host_path(settings),
+        },
         "spawner_class": "juvini_hub.spawner.JuviniSwarmSpawner"
         if settings.swarm.enabled
         else "juvini_hub.spawner.JuviniDockerSpawner",
@@ -88,6 +99,29 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "idle_timeout": settings.spawner.idle_timeout,
         "cull_every": settings.spawner.cull_every,
     }
+
+
+def krb5_conf_host_path(settings: Settings) -> str:
+    """Where the stack writes krb5.conf on the Docker host (inside the hub state folder)."""
+    return f"{settings.paths.hub_state_dir}/{KRB5_CONF_NAME}"
+
+
+def render_krb5_conf(settings: Settings, naming: Naming) -> str:
+    """The realm's krb5.conf for the hub's kinit and for users' containers."""
+    from infra.rendering import render
+
+    kerberos = settings.kerberos
+    if not kerberos.enabled or kerberos.realm is None:
+        raise ValueError("krb5.conf is rendered only with kerberos.enabled")
+    return render(
+        "krb5.conf.j2",
+        stack_prefix=naming.prefix,
+        realm=kerberos.realm,
+        kdcs=kerberos.kdcs,
+        admin_server=kerberos.admin_server or kerberos.kdcs[0],
+        ticket_lifetime=kerberos.ticket_lifetime,
+        renew_lifetime=kerberos.renew_lifetime,
+    )
 
 
 def render_hub_config(settings: Settings, naming: Naming, notebook_images: dict[str, str]) -> str:

@@ -625,6 +625,7 @@ class LdapSettings(Section):
     allowed_groups: list[str] = Field(
         [], description="Group DNs whose members may log in; empty allows every valid user."
     )
+    admin_groups: list[str] = Field([], description="Group DNs whose members are hub admins (and may always log in).")
 
     @field_validator("ca_certificate")
     @classmethod
@@ -696,6 +697,61 @@ class AuthSettings(Section):
         return self
 
 
+class KerberosSettings(Section):
+    """A Kerberos ticket at login, for Spark/Hadoop clients in users' servers (LDAP login only)."""
+
+    enabled: bool = Field(False, description="Run kinit with the user's password at login (auth.type ldap).")
+    realm: str | None = Field(None, description="Kerberos realm, upper case, e.g. CORP.EXAMPLE.ORG.")
+    kdcs: list[str] = Field([], description="KDC addresses, host or host:port.")
+    admin_server: str | None = Field(None, description="kadmin server, host or host:port; the first KDC when unset.")
+    on_failure: Literal["warn", "refuse"] = Field(
+        "warn",
+        description="When no ticket can be had (e.g. the KDC is down): warn (log in, start without a ticket, "
+        "say why in JUVINI_KERBEROS_WARNING) or refuse the login.",
+    )
+    ticket_lifetime: str = Field("10h", pattern=r"^[0-9]+[smhd]$", description="Requested ticket lifetime, e.g. 10h.")
+    renew_lifetime: str = Field("7d", pattern=r"^[0-9]+[smhd]$", description="Requested renewable lifetime, e.g. 7d.")
+
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z0-9][A-Z0-9.-]*", value):
+            raise ValueError("must be a Kerberos realm in upper case, e.g. CORP.EXAMPLE.ORG")
+        return value
+
+    @field_validator("kdcs")
+    @classmethod
+    def _kdcs(cls, kdcs: list[str]) -> list[str]:
+        bad = [kdc for kdc in kdcs if not _host_port(kdc)]
+        if bad:
+            raise ValueError(f"{bad} are not host or host:port addresses")
+        return kdcs
+
+    @field_validator("admin_server")
+    @classmethod
+    def _admin_server(cls, value: str | None) -> str | None:
+        if value is not None and not _host_port(value):
+            raise ValueError("must be host or host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> KerberosSettings:
+        if self.enabled and (self.realm is None or not self.kdcs):
+            raise ValueError("enabled needs realm and at least one of kdcs")
+        return self
+
+
+def _host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":") if ":" in value else (value, "", "")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return False
+    try:
+        _hostname_or_ip(host)
+    except ValueError:
+        return False
+    return True
+
+
 class SwarmSettings(Section):
     """Docker Swarm scale-out: users' servers as swarm services across nodes (SwarmSpawner)."""
 
@@ -738,6 +794,7 @@ class Settings(Section):
     auth: AuthSettings = Field(AuthSettings(), description="Login.")
     spawner: SpawnerSettings = Field(SpawnerSettings(), description="Users' servers.")
     spark: SparkSettings = Field(SparkSettings(), description="Spark in users' servers.")
+    kerberos: KerberosSettings = Field(KerberosSettings(), description="Kerberos ticket at login.")
     swarm: SwarmSettings = Field(SwarmSettings(), description="Docker Swarm scale-out.")
 
     @field_validator("docker_host")
@@ -766,6 +823,10 @@ class Settings(Section):
         if memory_bytes(self.spark.driver_memory) >= memory_bytes(self.spawner.mem_limit):
             problems.append(
                 f"spark.driverMemory {self.spark.driver_memory} must be below spawner.memLimit {self.spawner.mem_limit}"
+            )
+        if self.kerberos.enabled and self.auth.type is not AuthType.LDAP:
+            problems.append(
+                f"kerberos.enabled needs the login password: auth.type must be ldap, not {self.auth.type.value!r}"
             )
         if self.lab_user.name == self.lab_user.docker_group:
             problems.append(f"labUser.name and labUser.dockerGroup are both {self.lab_user.name!r}")

@@ -33,6 +33,7 @@ from infra.hub_config import LDAP_CA_PATH, STATE_DIR, render_hub_config
 from infra.images import DISPLAY_NAMES
 from infra.naming import Naming
 from infra.settings import NOTEBOOK_FLAVOURS, Settings, memory_bytes, parse_settings
+from juvini_hub.auth import JuviniLDAPAuthenticator
 
 pytestmark = pytest.mark.unit
 
@@ -199,8 +200,8 @@ def hub(loaded: Loaded) -> JupyterHub:
     ("variant", "expected"),
     [
         ("native", NativeAuthenticator),
-        ("ldap-bind", LDAPAuthenticator),
-        ("ldap-lookup", LDAPAuthenticator),
+        ("ldap-bind", JuviniLDAPAuthenticator),
+        ("ldap-lookup", JuviniLDAPAuthenticator),
         ("github", GitHubOAuthenticator),
         ("dummy", DummyAuthenticator),
     ],

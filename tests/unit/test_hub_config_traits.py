@@ -31,6 +31,7 @@ OWNERS = {
     "GitHubOAuthenticator": "oauthenticator.github:GitHubOAuthenticator",
     "DummyAuthenticator": "jupyterhub.auth:DummyAuthenticator",
     "JuviniSpawnerMixin": "juvini_hub.spawner:JuviniSpawnerMixin",
+    "JuviniLDAPAuthenticator": "juvini_hub.auth:JuviniLDAPAuthenticator",
     "JuviniDockerSpawner": "juvini_hub.spawner:JuviniDockerSpawner",
     "JuviniSwarmSpawner": "juvini_hub.spawner:JuviniSwarmSpawner",
 }
@@ -53,6 +54,17 @@ VARIANTS = {
     "github": {"auth": {"type": "github", "github": {"clientId": "id", "clientSecret": "secret"}}},
     "dummy": {"auth": {"type": "dummy", "dummyPassword": "long-enough"}},
     "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
+    "ldap-kerberos": {
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "ldap.test",
+                "bindDnTemplate": ["uid={username},dc=t"],
+                "adminGroups": ["cn=admins,dc=t"],
+            },
+        },
+        "kerberos": {"enabled": True, "realm": "LAB.TEST", "kdcs": ["kdc.test"]},
+    },
 }
 
 
