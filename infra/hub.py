@@ -12,8 +12,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
+from pulumi_command import remote
 
-from infra.host import Host
+from infra.host import Host, privileged
 from infra.hub_config import (
     CONFIG_PATH,
     HUB_API_PORT,
@@ -29,6 +30,7 @@ from infra.hub_config import (
 from infra.images import Images
 from infra.naming import Naming
 from infra.network import Networks
+from infra.rendering import render
 from infra.settings import AuthType, Settings
 from infra.tls import Tls
 
@@ -119,6 +121,19 @@ class Hub(pulumi.ComponentResource):
             _secret_env("JUPYTERHUB_CRYPT_KEY", self.crypt_key.hex),
             *self._auth_env(settings),
         ]
+
+        # Users' servers are the hub's containers, not the stack's: on destroy this removes
+        # them after the hub (which depends on it) and before the network (which it depends on).
+        self.user_servers_cleanup = remote.Command(
+            f"{name}-user-servers-cleanup",
+            connection=host.connection,
+            create=privileged(settings, "true"),  # proves early that privileged steps work
+            delete=privileged(
+                settings, render("host-user-servers-delete.sh.j2", stack=naming.stack, project=naming.project)
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[networks.users_network, *host.ready]),
+        )
+        ready.append(self.user_servers_cleanup)
 
         self.proxy_container = docker.Container(
             f"{name}-proxy",

@@ -54,6 +54,8 @@ class LabUser:
 
     def __post_init__(self) -> None:
         self.session.verify = self.ca_file
+        # requests lets REQUESTS_CA_BUNDLE from the environment override session.verify.
+        self.session.trust_env = False
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from infra import rendering
 from infra.host import file_script, folder_scripts, lab_user_scripts, privileged
 from infra.settings import Settings, parse_settings
 
@@ -54,6 +55,7 @@ def scripts(settings: Settings) -> dict[str, str]:
         "folders-delete": folders_delete,
         "file-key": file_script(settings, f"{settings.paths.tls_dir}/server.key", "0600"),
         "file-cert": file_script(settings, f"{settings.paths.tls_dir}/server.crt", "0644"),
+        "user-servers-delete": rendering.render("host-user-servers-delete.sh.j2", stack="dev", project="juvini"),
     }
 
 

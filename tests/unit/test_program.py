@@ -180,6 +180,15 @@ def test_hub_waits_for_host_tls_images_and_networks(dev: ProgramRun) -> None:
     assert dev.depends_on(hub, dev.named("juvini-dev-hub-proxy")), hub
 
 
+def test_users_servers_are_removed_after_the_hub_and_before_their_network(dev: ProgramRun) -> None:
+    cleanup = dev.named("juvini-dev-hub-user-servers-cleanup")
+    assert "label=org.juvini.stack=dev" in cleanup.inputs["delete"], cleanup
+    assert "docker rm --force" in cleanup.inputs["delete"], cleanup
+    # Destroy runs in reverse dependency order: hub, then this, then the network.
+    assert dev.depends_on(cleanup, dev.named("juvini-dev-networks-users")), cleanup
+    assert dev.depends_on(dev.named("juvini-dev-hub-hub"), cleanup), cleanup
+
+
 def test_proxy_serves_https_on_the_configured_port_with_the_stacks_cert(dev: ProgramRun) -> None:
     proxy = dev.named("juvini-dev-hub-proxy")
     assert proxy.inputs["name"] == "juvini-dev-proxy", proxy
