@@ -22,7 +22,7 @@ apt_install() {
     fi
 }
 
-apt_install shellcheck python3-venv openssh-client
+apt_install shellcheck python3-venv openssh-client krb5-user
 if [ ! -x venv/bin/python ]; then
     log "creating venv"
     python3 -m venv venv

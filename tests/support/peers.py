@@ -443,6 +443,23 @@ def peers_running(*names: str, client: docker.DockerClient | None = None) -> Ite
         remove_network_if_unused(client)
 
 
+def attach_to_peers(container: Container | str, client: docker.DockerClient | None = None) -> None:
+    """Connect another container (e.g. the lab's hub) to the peers' network.
+
+    Docker isolates bridge networks from each other: a container elsewhere reaches the
+    peers only once attached; then ``ldap.lab.test`` etc. resolve in it, and the name
+    matches the directory's certificate.
+    """
+    client = client or docker_client()
+    ensure_network(client)
+    network = client.networks.get(NETWORK)
+    network.reload()
+    name = container if isinstance(container, str) else container.name
+    attached = {item.get("Name") for item in (network.attrs.get("Containers") or {}).values()}
+    if name not in attached:
+        network.connect(container)
+
+
 def remove_peers(client: docker.DockerClient | None = None) -> None:
     """Remove every container, volume and network labelled as the peers' (images stay cached)."""
     client = client or docker_client()

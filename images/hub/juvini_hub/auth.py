@@ -15,6 +15,7 @@ the login through (the server starts without a ticket and says why in
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import ldap3
@@ -40,6 +41,7 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
     kerberos_on_failure = CaselessStrEnum(
         ["warn", "refuse"], "warn", help="What a failed kinit does to the login: warn, or refuse it."
     ).tag(config=True)
+    kerberos_timeout = Int(30, help="Seconds kinit may take (an unreachable KDC costs libkrb5 ~18 s).").tag(config=True)
     lab_uid = Int(2100, help="Owner of the ticket caches (the uid users' containers run as).").tag(config=True)
     lab_gid = Int(2100, help="Group of the ticket caches.").tag(config=True)
 
@@ -47,7 +49,9 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
         return super().normalize_username(username.strip())
 
     async def authenticate(self, handler: Any, data: dict[str, Any]) -> dict[str, Any] | None:
-        login = dict(data, username=data.get("username", "").strip())
+        # ldapauthenticator checks the name against a lower-case pattern before JupyterHub
+        # normalises it, so normalise first: "  Alice " and "ALICE" are alice.
+        login = dict(data, username=self.normalize_username(data.get("username", "")))
         result = await super().authenticate(handler, login)
         if not result:
             return None
@@ -65,6 +69,7 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
                 self.lab_uid,
                 self.lab_gid,
                 self.kerberos_config,
+                timeout=self.kerberos_timeout,
             )
             auth_state["kerberos"] = outcome.as_state()
             if not outcome.ok:
@@ -77,10 +82,11 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
         result["auth_state"] = auth_state
         return result
 
-    def check_allowed(self, username: str, auth_model: dict[str, Any] | None = None) -> bool:
+    async def check_allowed(self, username: str, auth_model: dict[str, Any] | None = None) -> bool:
         if auth_model and auth_model.get("admin"):
             return True  # admin groups imply access
-        return super().check_allowed(username, auth_model)
+        allowed = super().check_allowed(username, auth_model)
+        return bool(await allowed) if inspect.isawaitable(allowed) else bool(allowed)
 
     def _member_groups(self, login: str, password: str, groups: list[str]) -> list[str]:
         """Those of ``groups`` the user belongs to, searched with the user's own bind."""
