@@ -1,0 +1,739 @@
+"""The lab's images, built for real from images/ and checked by running them.
+
+The chain is built once per session (Docker's layer cache makes a rebuild with no
+change take seconds): the Debian base made by images/tools/make-base-image.sh, then
+the hub and notebook-base on it, notebook-datascience on notebook-base and
+notebook-pyspark on notebook-datascience, each with this host's extra CAs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from pip._internal.models.index import PyPI
+
+from tests.support.images import (
+    BASE_IMAGE_TAG,
+    IMAGES_DIR,
+    TOOLS_DIR,
+    ImageToolError,
+    build_image,
+    certificates_der,
+    docker,
+    ensure_base_image,
+    ensure_engine,
+    extra_ca_bundle,
+    image_config,
+    parse_pins,
+    pinned_versions,
+    run_in,
+)
+
+pytestmark = pytest.mark.integration
+
+TAG = "dev"
+LAB_UID = 2100
+LAB_GID = 2100
+LAB_USER = "labuser"
+LAB_HOME = f"/home/{LAB_USER}"
+JUVINI_VERSION = "0.1.0"
+CHP_VERSION = "4.6.3"
+SYSTEM_BUNDLE_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
+CA_ENV_VARS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE")
+#: An HTTPS page the images must be able to fetch through the host's proxy.
+HTTPS_PROBE_URL = PyPI.simple_url.rstrip("/") + "/pip/"  # pip's default index, reached through the proxy
+#: A small pure-Python package that none of the images ships.
+USER_PACKAGE, USER_PACKAGE_VERSION, USER_MODULE = "tomli-w", "1.2.0", "tomli_w"
+#: How long a started server gets to answer.
+START_DEADLINE_SECONDS = 120
+
+IMAGE_FIXTURES = ("hub_image", "notebook_base_image", "datascience_image", "pyspark_image")
+NOTEBOOK_FIXTURES = IMAGE_FIXTURES[1:]
+#: images/ folder of each image fixture.
+IMAGE_DIRS = {
+    "hub_image": "hub",
+    "notebook_base_image": "notebook-base",
+    "datascience_image": "notebook-datascience",
+    "pyspark_image": "notebook-pyspark",
+}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    ensure_engine()
+
+
+@pytest.fixture(scope="session")
+def extra_ca() -> str:
+    return extra_ca_bundle()
+
+
+@pytest.fixture(scope="session")
+def base_os_image(engine: None) -> str:
+    return ensure_base_image(BASE_IMAGE_TAG)
+
+
+def _build(folder: str, base: str, extra_ca: str) -> str:
+    return build_image(
+        IMAGES_DIR / folder,
+        f"juvini-test/{folder}:{TAG}",
+        {"BASE_IMAGE": base, "EXTRA_CA_CERTS": extra_ca, "JUVINI_VERSION": JUVINI_VERSION},
+    )
+
+
+@pytest.fixture(scope="session")
+def hub_image(base_os_image: str, extra_ca: str) -> str:
+    return _build("hub", base_os_image, extra_ca)
+
+
+@pytest.fixture(scope="session")
+def notebook_base_image(base_os_image: str, extra_ca: str) -> str:
+    return _build("notebook-base", base_os_image, extra_ca)
+
+
+@pytest.fixture(scope="session")
+def datascience_image(notebook_base_image: str, extra_ca: str) -> str:
+    return _build("notebook-datascience", notebook_base_image, extra_ca)
+
+
+@pytest.fixture(scope="session")
+def pyspark_image(datascience_image: str, extra_ca: str) -> str:
+    return _build("notebook-pyspark", datascience_image, extra_ca)
+
+
+@pytest.fixture
+def lab_home(tmp_path: Path) -> Path:
+    """An empty host folder owned by the lab user, as the lab mounts at the home directory."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a folder to uid 2100")
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, LAB_UID, LAB_GID)
+    return home
+
+
+@pytest.fixture
+def container_names() -> Iterator[list[str]]:
+    """Names for detached containers; every one is removed after the test."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        docker("rm", "--force", name, check=False)
+
+
+def _new_name(names: list[str], role: str) -> str:
+    name = f"juvini-test-{role}-{uuid.uuid4().hex[:10]}"
+    names.append(name)
+    return name
+
+
+def _published_port(container: str, port: int) -> int:
+    mapping = docker("port", container, f"{port}/tcp").stdout.split()[0]
+    return int(mapping.rsplit(":", 1)[1])
+
+
+def _logs(container: str) -> str:
+    result = docker("logs", "--tail", "60", container, check=False)
+    return (result.stdout + result.stderr)[-6000:]
+
+
+def _wait_for_http(
+    url: str, container: str, deadline_seconds: float = START_DEADLINE_SECONDS, ready: frozenset[int] = frozenset({200})
+) -> requests.Response:
+    """GET ``url`` until it answers with a status in ``ready``, or fail with the container's logs.
+
+    Other answers count as "not yet": the proxy answers 404 until the hub has added its route.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, timeout=5, allow_redirects=False)
+            if response.status_code in ready:
+                return response
+            last_error = f"HTTP {response.status_code}"
+        except requests.RequestException as error:
+            last_error = repr(error)
+        state = docker("inspect", "--format", "{{.State.Running}}", container, check=False).stdout.strip()
+        if state != "true":
+            pytest.fail(f"{container} stopped before {url} answered:\n{_logs(container)}")
+        time.sleep(1)
+    pytest.fail(f"{url} did not answer within {deadline_seconds:.0f} s ({last_error}):\n{_logs(container)}")
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def test_ensure_engine_is_idempotent(engine: None) -> None:
+    for _ in range(2):
+        result = subprocess.run(
+            [str(TOOLS_DIR / "ensure-docker-engine.sh")], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert "nothing to do" in result.stderr, result.stderr
+
+
+def test_ensure_engine_gives_up_at_its_deadline(engine: None, tmp_path: Path) -> None:
+    pid_file = Path("/var/run/docker.pid")
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        pytest.skip("needs a dockerd with a pid file (the script would otherwise start one)")
+    # A docker client that never gets an answer, beside a live daemon: the script must
+    # wait for it, not start another one, and give up at its deadline.
+    silent_client = tmp_path / "docker"
+    silent_client.write_text("#!/bin/sh\nexit 1\n")
+    silent_client.chmod(0o755)
+    environment = {
+        **os.environ,
+        "DOCKER": str(silent_client),
+        "DOCKER_WAIT_SECONDS": "3",
+        "DOCKERD_LOG": str(tmp_path / "dockerd.log"),
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(TOOLS_DIR / "ensure-docker-engine.sh")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0, result.stderr
+    assert "did not answer" in result.stderr and "within 3s" in result.stderr, result.stderr
+    assert 3 <= elapsed < 30, f"gave up after {elapsed:.1f} s"
+
+
+def test_base_image_is_cached_and_apt_works(base_os_image: str) -> None:
+    again = subprocess.run(
+        [str(TOOLS_DIR / "make-base-image.sh"), base_os_image], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert again.returncode == 0 and "already exists" in again.stderr, again.stderr
+    sources = run_in(base_os_image, ["cat", "/etc/apt/sources.list"]).stdout
+    for suite in ("bookworm ", "bookworm-updates ", "bookworm-security "):
+        assert suite in sources, sources
+    update = run_in(base_os_image, ["apt-get", "update"], check=False, timeout=300)
+    assert update.returncode == 0, update.stdout + update.stderr
+
+
+# --------------------------------------------------------------------------- every image
+
+
+def test_hub_and_notebooks_pin_the_same_jupyterhub() -> None:
+    hub = pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
+    notebook = pinned_versions(IMAGES_DIR / "notebook-base" / "requirements.txt")["jupyterhub"]
+    assert hub == notebook, f"hub pins jupyterhub {hub}, notebook-base pins {notebook}"
+
+
+@pytest.mark.parametrize(
+    ("child", "parent"),
+    [("notebook-datascience", "notebook-base"), ("notebook-pyspark", "notebook-datascience")],
+)
+def test_stacked_freezes_keep_the_parent_pins(child: str, parent: str) -> None:
+    child_pins = pinned_versions(IMAGES_DIR / child / "requirements.txt")
+    parent_pins = pinned_versions(IMAGES_DIR / parent / "requirements.txt")
+    moved = {name: (version, child_pins.get(name)) for name, version in parent_pins.items()}
+    moved = {name: pair for name, pair in moved.items() if pair[0] != pair[1]}
+    assert not moved, f"{child} re-pins {parent}'s packages (parent, child): {moved}"
+
+
+@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+def test_venv_holds_exactly_the_frozen_set(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    frozen = pinned_versions(IMAGES_DIR / IMAGE_DIRS[fixture] / "requirements.txt")
+    freeze = run_in(image, ["python", "-m", "pip", "freeze", "--all", "--local"]).stdout
+    installed = parse_pins(freeze)
+    assert installed == frozen, (
+        f"{image}: missing or different {sorted(set(frozen.items()) - set(installed.items()))}; "
+        f"unexpected {sorted(set(installed.items()) - set(frozen.items()))}"
+    )
+
+
+@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+def test_labels_and_ca_environment(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    config = image_config(image)
+    labels = config.get("Labels") or {}
+    assert labels.get("org.opencontainers.image.title") == f"juvini-{IMAGE_DIRS[fixture]}", labels
+    assert labels.get("org.opencontainers.image.version") == JUVINI_VERSION, labels
+    environment = dict(item.split("=", 1) for item in config.get("Env") or [])
+    wrong = {name: environment.get(name) for name in CA_ENV_VARS if environment.get(name) != SYSTEM_BUNDLE_IN_IMAGE}
+    assert not wrong, f"{image}: CA variables not pointing at {SYSTEM_BUNDLE_IN_IMAGE}: {wrong}"
+
+
+@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+def test_extra_ca_is_in_the_trust_store(fixture: str, request: pytest.FixtureRequest, extra_ca: str) -> None:
+    if not extra_ca:
+        pytest.skip("this host trusts no CA beyond Debian's: nothing extra to install")
+    image = request.getfixturevalue(fixture)
+    listing = run_in(image, ["sh", "-c", "ls /usr/local/share/ca-certificates/"]).stdout.split()
+    assert "juvini-extra-ca.crt" in listing, listing
+    bundle = run_in(image, ["cat", SYSTEM_BUNDLE_IN_IMAGE]).stdout
+    missing = certificates_der(extra_ca) - certificates_der(bundle)
+    assert not missing, f"{image}: {len(missing)} of the host's extra CAs are not in {SYSTEM_BUNDLE_IN_IMAGE}"
+
+
+def _host_reaches(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a fixed https URL
+            return True
+    except OSError:  # URLError and timeouts are OSErrors
+        return False
+
+
+@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+def test_https_works_inside_the_container(fixture: str, request: pytest.FixtureRequest, extra_ca: str) -> None:
+    image = request.getfixturevalue(fixture)
+    probes = {
+        "python": [
+            "python3",
+            "-c",
+            f"import ssl, urllib.request; urllib.request.urlopen({HTTPS_PROBE_URL!r}, timeout=20).read(1)",
+        ]
+    }
+    if fixture == "hub_image":
+        # configurable-http-proxy's runtime: node must trust the same CAs.
+        probes["node"] = [
+            "node",
+            "-e",
+            f"require('https').get({HTTPS_PROBE_URL!r}, r => process.exit(r.statusCode < 400 ? 0 : 1))"
+            ".on('error', e => { console.error(String(e)); process.exit(2); })",
+        ]
+    else:
+        probes["curl"] = ["curl", "-fsS", "-o", "/dev/null", HTTPS_PROBE_URL]
+    failures = {}
+    for tool, command in probes.items():
+        result = run_in(image, command, check=False, timeout=120)
+        if result.returncode != 0:
+            failures[tool] = (result.stdout + result.stderr)[-1500:]
+    if failures and not extra_ca and not _host_reaches(HTTPS_PROBE_URL):
+        pytest.skip(f"no extra CA on this host and no network to {HTTPS_PROBE_URL}")
+    assert not failures, f"{image} cannot fetch {HTTPS_PROBE_URL}: {failures}"
+
+
+# --------------------------------------------------------------------------- hub
+
+HUB_DISTRIBUTIONS = {
+    # distribution: module it must import as
+    "jupyterhub": "jupyterhub",
+    "dockerspawner": "dockerspawner",
+    "jupyterhub-ldapauthenticator": "ldapauthenticator",
+    "jupyterhub-nativeauthenticator": "nativeauthenticator",
+    "oauthenticator": "oauthenticator",
+    "jupyterhub-idle-culler": "jupyterhub_idle_culler",
+    "docker": "docker",
+}
+
+
+def test_hub_packages_import_at_their_pins(hub_image: str) -> None:
+    pins = pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")
+    script = (
+        "import importlib, importlib.metadata as m, json, sys\n"
+        f"wanted = {HUB_DISTRIBUTIONS!r}\n"
+        "found = {}\n"
+        "for dist, module in wanted.items():\n"
+        "    importlib.import_module(module)\n"
+        "    found[dist] = m.version(dist)\n"
+        "importlib.import_module('dockerspawner').SwarmSpawner\n"
+        "importlib.import_module('juvini_hub.spawner'); importlib.import_module('juvini_hub.auth')\n"
+        "print(json.dumps(found))\n"
+    )
+    found = json.loads(run_in(hub_image, ["python", "-c", script]).stdout)
+    expected = {dist: pins[dist] for dist in HUB_DISTRIBUTIONS}
+    assert found == expected
+
+
+def test_hub_proxy_version_as_the_lab_runs_it(hub_image: str) -> None:
+    # The lab runs the proxy from the hub image as the lab user, not as root.
+    result = run_in(hub_image, ["configurable-http-proxy", "--version"], user=f"{LAB_UID}:{LAB_GID}")
+    assert result.stdout.strip() == CHP_VERSION
+
+
+def test_hub_has_kerberos_client_tools(hub_image: str) -> None:
+    result = run_in(hub_image, ["sh", "-c", "command -v kinit && command -v klist && klist -V"])
+    assert "/kinit" in result.stdout and "Kerberos 5" in result.stdout, result.stdout
+
+
+def test_hub_image_defaults(hub_image: str) -> None:
+    config = image_config(hub_image)
+    assert config["Cmd"] == ["jupyterhub", "-f", "/srv/jupyterhub/jupyterhub_config.py"]
+    assert config["Entrypoint"][0] == "tini", config["Entrypoint"]
+    assert config["WorkingDir"] == "/srv/jupyterhub"
+    assert set(config["ExposedPorts"]) == {"8000/tcp", "8001/tcp", "8081/tcp"}
+    assert config.get("User", "") in ("", "root", "0"), config.get("User")
+
+
+HUB_SMOKE_CONFIG = """
+c = get_config()  # noqa: F821
+c.JupyterHub.authenticator_class = "native"
+c.JupyterHub.spawner_class = "docker"
+c.NativeAuthenticator.open_signup = True
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {"admin"}
+c.JupyterHub.db_url = "sqlite:////tmp/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "/tmp/jupyterhub_cookie_secret"
+c.JupyterHub.services = [
+    {"name": "idle-culler", "command": ["python3", "-m", "jupyterhub_idle_culler", "--timeout=3600"]}
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]
+"""
+
+
+def _xsrf(html: str) -> str:
+    match = re.search(r'name="_xsrf"\s+value="([^"]+)"', html)
+    assert match, "no _xsrf field in the form"
+    return match.group(1)
+
+
+def test_hub_signs_up_and_logs_in_through_the_proxy(hub_image: str, tmp_path: Path, container_names: list[str]) -> None:
+    """Default command, CHP started by the hub, NativeAuthenticator pages and the idle culler."""
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(HUB_SMOKE_CONFIG)
+    name = _new_name(container_names, "hub")
+    docker(
+        "run", "--detach", "--name", name, "--publish", "127.0.0.1::8000",
+        "--volume", f"{config}:/srv/jupyterhub/jupyterhub_config.py:ro",
+        hub_image,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{_published_port(name, 8000)}/hub"
+    api = _wait_for_http(f"{base}/api", name)
+    assert api.status_code == 200, api.text
+    assert api.json()["version"] == pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
+
+    session = requests.Session()
+    password = "correct-horse-battery-staple-42"
+    form = session.get(f"{base}/signup", timeout=10)
+    assert form.status_code == 200, form.text[:500]
+    signup = session.post(
+        f"{base}/signup",
+        data={
+            "_xsrf": _xsrf(form.text),
+            "username": "admin",
+            "signup_password": password,
+            "signup_password_confirmation": password,
+        },
+        timeout=10,
+    )
+    assert signup.status_code == 200, f"{signup.status_code}: {_logs(name)}"
+    login_form = session.get(f"{base}/login", timeout=10)
+    login = session.post(
+        f"{base}/login",
+        data={"_xsrf": _xsrf(login_form.text), "username": "admin", "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert login.status_code == 302, f"login answered {login.status_code}:\n{_logs(name)}"
+    assert login.headers["Location"].endswith("/hub/spawn"), login.headers["Location"]
+    full_logs = docker("logs", name).stderr
+    assert "Starting managed service idle-culler" in full_logs, full_logs[-4000:]
+    assert "Traceback" not in full_logs, full_logs[-4000:]
+
+
+# --------------------------------------------------------------------------- notebook-base
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_notebook_runs_as_the_lab_user(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    result = run_in(image, ["sh", "-c", 'echo "$(id -u) $(id -g) $(id -un) $HOME $(pwd)"'])
+    assert result.stdout.split() == [str(LAB_UID), str(LAB_GID), LAB_USER, LAB_HOME, LAB_HOME]
+    config = image_config(image)
+    assert config["Cmd"] == ["jupyterhub-singleuser"]
+    assert "8888/tcp" in config["ExposedPorts"]
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_notebook_venv_belongs_to_the_lab_user(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Users may `pip install` into the venv: every file in it is theirs."""
+    image = request.getfixturevalue(fixture)
+    script = f"find /opt/juvini/venv \\( ! -user {LAB_UID} -o ! -group {LAB_GID} \\) -print | head -5"
+    assert run_in(image, ["sh", "-c", script]).stdout == ""
+
+
+def test_singleuser_matches_the_hub_version(notebook_base_image: str, hub_image: str) -> None:
+    notebook = run_in(notebook_base_image, ["jupyterhub-singleuser", "--version"]).stdout.strip()
+    hub = run_in(hub_image, ["jupyterhub", "--version"]).stdout.strip()
+    assert notebook == hub == pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
+
+
+@pytest.mark.parametrize(
+    ("command", "environment"),
+    [
+        (["pip", "install", "--user"], {}),
+        # The lab's spawner sets PIP_USER=1, so a plain `pip install` must land in home too.
+        (["pip", "install"], {"PIP_USER": "1"}),
+    ],
+    ids=["--user", "PIP_USER=1"],
+)
+def test_pip_user_install_lands_in_the_mounted_home(
+    notebook_base_image: str, lab_home: Path, command: list[str], environment: dict[str, str]
+) -> None:
+    absent = run_in(notebook_base_image, ["python", "-c", f"import {USER_MODULE}"], check=False)
+    assert absent.returncode != 0, f"{USER_MODULE} is already in the image: pick another test package"
+    script = [*command, "--no-cache-dir", f"{USER_PACKAGE}=={USER_PACKAGE_VERSION}"]
+    check = f"import {USER_MODULE}; print({USER_MODULE}.__file__)"
+    result = run_in(
+        notebook_base_image,
+        ["sh", "-c", f'{" ".join(script)} && python -c "{check}"'],
+        env=environment,
+        volumes={lab_home: LAB_HOME},
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith(f"{LAB_HOME}/.local/lib/python3"), result.stdout
+    installed = list(lab_home.glob(f".local/lib/python3.*/site-packages/{USER_MODULE}/__init__.py"))
+    assert installed, f"nothing under {lab_home}/.local: {sorted(p.name for p in lab_home.rglob('*'))[:20]}"
+    assert installed[0].stat().st_uid == LAB_UID
+
+
+#: Answers the singleuser server's calls to the Hub API, as a hub would, with its version.
+STUB_HUB = """
+import http.server, json, sys
+version = sys.argv[1]
+class Hub(http.server.BaseHTTPRequestHandler):
+    def _answer(self):
+        body = json.dumps({"version": version}).encode()
+        self.send_response(200)
+        self.send_header("X-JupyterHub-Version", version)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = _answer
+http.server.HTTPServer(("127.0.0.1", 8081), Hub).serve_forever()
+"""
+
+
+def test_singleuser_starts_on_an_empty_mounted_home(
+    notebook_base_image: str, hub_image: str, lab_home: Path, container_names: list[str]
+) -> None:
+    """The image's own entrypoint and command, a fresh home folder, the env DockerSpawner sets."""
+    version = pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
+    hub = _new_name(container_names, "stub-hub")
+    # The notebook joins the stub's network namespace: the hub is at 127.0.0.1:8081 and
+    # the notebook's 8888 is published through the stub container.
+    docker(
+        "run", "--detach", "--name", hub, "--publish", "127.0.0.1::8888",
+        hub_image, "python3", "-c", STUB_HUB, version,
+    )  # fmt: skip
+    notebook = _new_name(container_names, "notebook")
+    prefix = f"/user/{LAB_USER}/"
+    environment = {
+        "JUPYTERHUB_API_TOKEN": uuid.uuid4().hex,
+        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{LAB_USER}",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_USER": LAB_USER,
+        "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:8888{prefix}",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+    }
+    env_args = [arg for name, value in environment.items() for arg in ("--env", f"{name}={value}")]
+    docker(
+        "run", "--detach", "--name", notebook, "--network", f"container:{hub}",
+        "--volume", f"{lab_home}:{LAB_HOME}", *env_args, notebook_base_image,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{_published_port(hub, 8888)}{prefix}"
+    status = _wait_for_http(f"{url}api", notebook)
+    assert status.status_code == 200 and "version" in status.json(), status.text
+    lab = requests.get(f"{url}lab", allow_redirects=False, timeout=10)
+    assert lab.status_code == 302 and "/hub/api/oauth2/authorize" in lab.headers["Location"], lab.headers
+    runtime = lab_home / ".local" / "share" / "jupyter" / "runtime"
+    assert runtime.is_dir(), _logs(notebook)
+    assert runtime.stat().st_uid == LAB_UID
+
+
+# --------------------------------------------------------------------------- notebook-datascience
+
+DATASCIENCE_CHECK = r"""
+import importlib, json
+modules = [
+    "numpy", "pandas", "scipy", "sklearn", "statsmodels.api", "matplotlib", "seaborn", "plotly",
+    "bokeh", "sympy", "numba", "dask.dataframe", "pyarrow", "polars", "sqlalchemy", "openpyxl", "xlrd",
+    "requests", "bs4", "lxml.etree", "networkx", "nltk", "skimage", "h5py", "tables", "xgboost",
+    "lightgbm", "ipywidgets", "Cython", "cloudpickle", "dill", "patsy", "google.protobuf", "numexpr",
+    "bottleneck", "altair", "ipympl", "yaml", "tqdm", "graphviz", "xlsxwriter",
+]
+failed = {}
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # report every broken module, not just the first
+        failed[name] = repr(error)
+
+import numpy as np, pandas as pd, numba, xgboost, lightgbm, matplotlib
+matplotlib.use("Agg")
+
+@numba.njit
+def total(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+import matplotlib.pyplot as plt
+from sklearn.linear_model import LinearRegression
+
+x = np.arange(200, dtype=float).reshape(-1, 1)
+y = 3 * x.ravel() + 1
+results = {
+    "sklearn": round(float(LinearRegression().fit(x, y).coef_[0]), 6),
+    "pandas": int(pd.DataFrame({"k": [1, 1, 2], "v": [1, 2, 3]}).groupby("k").v.sum().loc[1]),
+    "numba": total(10),
+    "xgboost": len(xgboost.XGBRegressor(n_estimators=3).fit(x, y).predict(x)),
+    "lightgbm": len(lightgbm.LGBMRegressor(n_estimators=3, verbose=-1).fit(x, y).predict(x)),
+}
+plt.plot([1, 2, 3]); plt.savefig("/tmp/plot.png")
+print(json.dumps({"failed": failed, "results": results}))
+"""
+
+
+def test_datascience_imports_the_whole_set(datascience_image: str) -> None:
+    output = run_in(datascience_image, ["python", "-c", DATASCIENCE_CHECK], timeout=300).stdout
+    report = json.loads(output.strip().splitlines()[-1])
+    assert report["failed"] == {}
+    assert report["results"] == {"sklearn": 3.0, "pandas": 3, "numba": 45, "xgboost": 200, "lightgbm": 200}
+
+
+def test_datascience_has_graphviz_dot(datascience_image: str) -> None:
+    result = run_in(datascience_image, ["dot", "-V"])
+    assert "graphviz" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize("folder", ["notebook-datascience", "notebook-pyspark"])
+def test_stacked_images_need_base_image(folder: str, engine: None) -> None:
+    with pytest.raises(ImageToolError, match="BASE_IMAGE"):
+        build_image(IMAGES_DIR / folder, f"juvini-test/{folder}:no-base", {})
+
+
+# --------------------------------------------------------------------------- notebook-pyspark
+
+
+def test_pyspark_kernelspecs(pyspark_image: str) -> None:
+    specs = json.loads(run_in(pyspark_image, ["jupyter", "kernelspec", "list", "--json"]).stdout)["kernelspecs"]
+    assert {"python3", "pyspark"} <= set(specs), sorted(specs)
+    pyspark = specs["pyspark"]["spec"]
+    assert pyspark["display_name"] == "PySpark"
+    assert pyspark["argv"] == ["/usr/local/bin/juvini-pyspark-kernel", "-f", "{connection_file}"]
+    java_home = run_in(pyspark_image, ["sh", "-c", 'echo "$JAVA_HOME"; "$JAVA_HOME/bin/java" -version 2>&1'])
+    assert 'version "17' in java_home.stdout, java_home.stdout
+
+
+#: Starts the named kernel with jupyter_client, as JupyterLab does, and runs Spark in it.
+KERNEL_PROBE = r"""
+import json, sys
+from jupyter_client.manager import start_new_kernel
+
+code = '''
+import json
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.master("local[1]").appName("juvini-probe").getOrCreate()
+conf = spark.sparkContext.getConf()
+result = {
+    "memory": spark.conf.get("spark.driver.memory"),
+    "driver_port": conf.get("spark.driver.port", None),
+    "block_manager_port": conf.get("spark.blockManager.port", None),
+    "driver_host": conf.get("spark.driver.host", None),
+    "count": spark.range(100).count(),
+    "pandas_rows": len(spark.range(3).toPandas()),
+}
+spark.stop()
+print("JUVINI_PROBE " + json.dumps(result))
+'''
+manager, client = start_new_kernel(kernel_name=sys.argv[1], startup_timeout=120)
+outputs = []
+try:
+    reply = client.execute_interactive(code, timeout=240, output_hook=outputs.append)
+finally:
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+for message in outputs:
+    if message["msg_type"] == "stream":
+        sys.stdout.write(message["content"]["text"])
+    elif message["msg_type"] == "error":
+        sys.stdout.write("\n".join(message["content"]["traceback"]))
+print("\nSTATUS " + reply["content"]["status"])
+"""
+
+
+def _probe_pyspark_kernel(image: str, environment: dict[str, str], home: Path | None = None) -> dict[str, object]:
+    result = run_in(
+        image,
+        ["python", "-c", KERNEL_PROBE, "pyspark"],
+        env=environment,
+        volumes={home: LAB_HOME} if home else None,
+        check=False,
+        timeout=400,
+    )
+    output = result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("JUVINI_PROBE ")]
+    assert result.returncode == 0 and lines, output[-4000:]
+    return json.loads(lines[-1].removeprefix("JUVINI_PROBE "))
+
+
+def test_pyspark_kernel_takes_driver_memory_from_the_environment(pyspark_image: str, lab_home: Path) -> None:
+    probe = _probe_pyspark_kernel(pyspark_image, {"SPARK_DRIVER_MEMORY": "768m"}, lab_home)
+    assert probe["memory"] == "768m", probe
+    assert probe["count"] == 100 and probe["pandas_rows"] == 3, probe
+
+
+def test_pyspark_kernel_defaults_driver_memory(pyspark_image: str) -> None:
+    probe = _probe_pyspark_kernel(pyspark_image, {})
+    assert probe["memory"] == "1g", probe
+    assert probe["count"] == 100, probe
+
+
+def test_pyspark_kernel_uses_the_spawners_driver_ports(pyspark_image: str) -> None:
+    """juvini_hub's spawner publishes a port pair per server and passes it in the environment."""
+    environment = {
+        "SPARK_DRIVER_MEMORY": "2g",
+        "SPARK_DRIVER_PORT": "12003",
+        "SPARK_BLOCKMANAGER_PORT": "11103",
+        "SPARK_DRIVER_HOST": "127.0.0.1",
+    }
+    probe = _probe_pyspark_kernel(pyspark_image, environment)
+    assert (probe["memory"], probe["driver_port"], probe["block_manager_port"], probe["driver_host"]) == (
+        "2g",
+        "12003",
+        "11103",
+        "127.0.0.1",
+    ), probe
+    assert probe["count"] == 100, probe
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SPARK_DRIVER_MEMORY", "lots", "is not <digits><k|m|g|t>"),
+        ("SPARK_DRIVER_MEMORY", "12", "is not <digits><k|m|g|t>"),
+        ("SPARK_DRIVER_MEMORY", "0m", "must be more than zero"),
+        ("SPARK_DRIVER_MEMORY", "1g\n2g", "is not <digits><k|m|g|t>"),
+        ("SPARK_DRIVER_PORT", "70000", "is not a port number"),
+        ("SPARK_DRIVER_HOST", "a b", "is not a host name or address"),
+    ],
+)
+def test_pyspark_kernel_refuses_bad_settings(pyspark_image: str, name: str, value: str, message: str) -> None:
+    result = run_in(pyspark_image, ["juvini-pyspark-kernel", "--version"], env={name: value}, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr, result.stderr
