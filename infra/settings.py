@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import typing
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -752,6 +753,87 @@ def _host_port(value: str) -> bool:
     return True
 
 
+class CifsShare(Section):
+    """A Windows (SMB/CIFS) share mounted into users' servers through a Docker volume."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Short name (volume and default folder name).")
+    unc: str = Field(description="Share as //server/share.")
+    address: str | None = Field(
+        None, description="IP address of the server (the kernel's CIFS client needs one); from unc when that is an IP."
+    )
+    mount_path: str | None = Field(None, description="Folder under the user's home it appears at; name when unset.")
+    per_user: bool = Field(
+        False,
+        description="Mount with each user's own login and password at spawn (auth.type ldap), not a service account.",
+    )
+    username: str | None = Field(None, description="Service account for a team share.")
+    password: SecretStr | None = Field(None, description="Service account password. Secret.")
+    domain: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]{1,64}$", description="Windows domain of the accounts.")
+    version: Literal["2.0", "2.1", "3.0", "3.1.1"] = Field("3.0", description="SMB protocol version (vers=).")
+    read_only: bool = Field(False, description="Mount read-only.")
+
+    @field_validator("unc")
+    @classmethod
+    def _unc(cls, value: str) -> str:
+        if not re.fullmatch(r"//[A-Za-z0-9.-]+/[A-Za-z0-9$_. -]+(/[A-Za-z0-9$_. /-]*)?", value):
+            raise ValueError("must be //server/share (forward slashes)")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("mount_path")
+    @classmethod
+    def _mount_path(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value.startswith("/") or ".." in value.split("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", value)
+        ):
+            raise ValueError("must be a relative folder under the user's home, e.g. team or shares/finance")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> CifsShare:
+        host = self.unc.split("/")[2]
+        if self.address is None:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(
+                    f"{self.name}: address is required when the unc server {host!r} is not an IP"
+                ) from None
+        if self.per_user and (self.username or self.password):
+            raise ValueError(f"{self.name}: a perUser share uses each user's own login; drop username/password")
+        if not self.per_user and (not self.username or self.password is None):
+            raise ValueError(f"{self.name}: a team share needs username and password (or set perUser)")
+        return self
+
+    @property
+    def server_address(self) -> str:
+        return self.address or self.unc.split("/")[2]
+
+    @property
+    def folder(self) -> str:
+        return self.mount_path or self.name
+
+
+class CifsSettings(Section):
+    """Windows shares in users' servers."""
+
+    shares: list[CifsShare] = Field([], description="Shares to mount; see the CIFS section of the README.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> CifsSettings:
+        names = [share.name for share in self.shares]
+        folders = [share.folder for share in self.shares]
+        if len(set(names)) != len(names) or len(set(folders)) != len(folders):
+            raise ValueError(f"share names {names} and folders {folders} must be unique")
+        return self
+
+
 class SwarmSettings(Section):
     """Docker Swarm scale-out: users' servers as swarm services across nodes (SwarmSpawner)."""
 
@@ -795,6 +877,7 @@ class Settings(Section):
     spawner: SpawnerSettings = Field(SpawnerSettings(), description="Users' servers.")
     spark: SparkSettings = Field(SparkSettings(), description="Spark in users' servers.")
     kerberos: KerberosSettings = Field(KerberosSettings(), description="Kerberos ticket at login.")
+    cifs: CifsSettings = Field(CifsSettings(), description="Windows (CIFS) shares in users' servers.")
     swarm: SwarmSettings = Field(SwarmSettings(), description="Docker Swarm scale-out.")
 
     @field_validator("docker_host")
@@ -828,6 +911,9 @@ class Settings(Section):
             problems.append(
                 f"kerberos.enabled needs the login password: auth.type must be ldap, not {self.auth.type.value!r}"
             )
+        per_user = [share.name for share in self.cifs.shares if share.per_user]
+        if per_user and self.auth.type is not AuthType.LDAP:
+            problems.append(f"cifs.shares {per_user} are perUser: auth.type must be ldap, not {self.auth.type.value!r}")
         if self.lab_user.name == self.lab_user.docker_group:
             problems.append(f"labUser.name and labUser.dockerGroup are both {self.lab_user.name!r}")
         if problems:
@@ -858,22 +944,32 @@ def _secret_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         path = f"{prefix}{to_camel(name)}"
         annotation = field.annotation
+        item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
         if annotation is not None and "SecretStr" in str(annotation):
             paths.append(path)
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             paths.extend(_secret_fields(annotation, f"{path}."))
+        elif isinstance(item, type) and issubclass(item, BaseModel):
+            paths.extend(_secret_fields(item, f"{path}[]."))
     return paths
 
 
 SECRET_KEYS: tuple[str, ...] = tuple(_secret_fields(Settings))
 
 
-def _lookup(data: Any, dotted: str) -> Any:
+def _lookup(data: Any, dotted: str) -> list[Any]:
+    """Every value at ``dotted`` (``a.b[].c`` walks each item of the list ``a.b``)."""
+    values = [data]
     for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
+        each = part.endswith("[]")
+        key = part.removesuffix("[]")
+        found = []
+        for value in values:
+            if isinstance(value, dict) and key in value:
+                item = value[key]
+                found.extend(item if each and isinstance(item, list) else [] if each else [item])
+        values = found
+    return values
 
 
 def _describe(value: Any) -> str:
@@ -918,10 +1014,10 @@ def parse_settings(raw: dict[str, Any], secret_keys: set[str] | None = None) -> 
     if secret_keys is not None:
         for dotted in SECRET_KEYS:
             top = dotted.split(".")[0]
-            if _lookup(raw, dotted) not in (None, "") and top not in secret_keys:
+            if any(value not in (None, "") for value in _lookup(raw, dotted)) and top not in secret_keys:
                 problems.append(
                     f"{NAMESPACE}:{dotted}: is stored in plain text; it is a secret: "
-                    f"set it with `pulumi config set --secret --path {NAMESPACE}:{dotted} ...`"
+                    f"set it with `pulumi config set --secret --path {NAMESPACE}:{dotted.replace('[]', '[0]')} ...`"
                 )
     try:
         settings = Settings.model_validate(_drop_empty_secrets(raw))
@@ -937,12 +1033,10 @@ def _drop_empty_secrets(raw: dict[str, Any]) -> dict[str, Any]:
     """Treat an empty secret (``""``, the Pulumi.yaml default) as unset."""
     cleaned = json.loads(json.dumps(raw))
     for dotted in SECRET_KEYS:
-        *parents, leaf = dotted.split(".")
-        holder = cleaned
-        for part in parents:
-            holder = holder.get(part) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and holder.get(leaf) == "":
-            del holder[leaf]
+        parents, _, leaf = dotted.rpartition(".")
+        for holder in _lookup(cleaned, parents) if parents else [cleaned]:
+            if isinstance(holder, dict) and holder.get(leaf) == "":
+                del holder[leaf]
     return cleaned
 
 

@@ -89,7 +89,8 @@ def lab_config(root: Path, port: int) -> dict[str, Any]:
             "httpTimeout": 180,
             "startTimeout": 300,
         },
-        "spark": {"driverMemory": "768m"},
+        # Small ranges, so that running out of Spark ports is quick to reach.
+        "spark": {"driverMemory": "768m", "driverPorts": "12000-12003", "blockManagerPorts": "11100-11103"},
     }
 
 

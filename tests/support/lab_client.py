@@ -6,11 +6,12 @@ output. Waits loop on real readiness with deadlines, never on fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -105,9 +106,13 @@ class LabUser:
         response.raise_for_status()
         return response.json()
 
-    def start_server(self, image_choice: str | None = None, timeout: float = 300) -> dict[str, Any]:
+    def request_server(self, image_choice: str | None = None) -> requests.Response:
+        """Ask the hub to start the server; return its answer without waiting for the server."""
         body = {"image": image_choice} if image_choice else {}
-        response = self.api("POST", f"hub/api/users/{self.name}/server", json=body)
+        return self.api("POST", f"hub/api/users/{self.name}/server", json=body)
+
+    def start_server(self, image_choice: str | None = None, timeout: float = 300) -> dict[str, Any]:
+        response = self.request_server(image_choice)
         if response.status_code not in (201, 202):
             raise AssertionError(f"spawn for {self.name} refused: {response.status_code} {response.text[:300]}")
         return wait_for(f"{self.name}'s server to be ready", self._ready_server, timeout, interval=1)
@@ -133,12 +138,18 @@ class LabUser:
 
     def run_code(self, code: str, kernel_name: str = "python3", timeout: float = 180) -> str:
         """Start a kernel through the server's REST API, run ``code`` over its websocket, return stdout."""
+        with self.kernel(kernel_name) as run:
+            return run(code, timeout)
+
+    @contextlib.contextmanager
+    def kernel(self, kernel_name: str = "python3") -> Iterator[Callable[[str, float], str]]:
+        """A kernel that lives for the ``with`` block: yields ``run(code, timeout) -> stdout``."""
         response = self.server_api("POST", "api/kernels", json={"name": kernel_name})
         if response.status_code != 201:
             raise AssertionError(f"kernel start refused: {response.status_code} {response.text[:300]}")
         kernel_id = response.json()["id"]
         try:
-            return self._execute(kernel_id, code, timeout)
+            yield lambda code, timeout=180: self._execute(kernel_id, code, timeout)
         finally:
             self.server_api("DELETE", f"api/kernels/{kernel_id}")
 

@@ -368,7 +368,9 @@ LDAP_SERVER = {"serverAddress": "ldap.example.org"}
 
 INVALID = [
     # unknown keys
-    pytest.param({"bogus": 1}, unknown("bogus", "allowDataRemoval, auth, dockerHost"), id="unknown-top-level-key"),
+    pytest.param(
+        {"bogus": 1}, unknown("bogus", "allowDataRemoval, auth, cifs, dockerHost"), id="unknown-top-level-key"
+    ),
     pytest.param(
         {"hub": {"httpPort": 80}}, unknown("hub.httpPort", "httpRedirectPort, httpsPort"), id="unknown-hub-key"
     ),
@@ -823,13 +825,18 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "auth.ldap.searchPassword": {"auth": {"ldap": {"searchPassword": "ldap-password-1"}}},
     "auth.github.clientSecret": {"auth": {"github": {"clientSecret": "github-secret-1"}}},
     "auth.dummyPassword": {"auth": {"type": "dummy", "dummyPassword": "dummy-password-1"}},
+    "cifs.shares[].password": {
+        "cifs": {"shares": [{"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "cifs-pw-1"}]}
+    },
 }
 
 
 def _secret_value(raw: dict[str, Any], dotted: str) -> str:
     value: Any = raw
     for part in dotted.split("."):
-        value = value[part]
+        value = value[part.removesuffix("[]")]
+        if part.endswith("[]"):
+            value = value[0]
     return value
 
 
@@ -841,7 +848,8 @@ def test_every_secret_field_has_an_example() -> None:
 def test_secret_in_plain_text_is_rejected(dotted: str) -> None:
     raw = SECRET_EXAMPLES[dotted]
     error = rejected(raw, secret_keys={"hub"})
-    pattern = rf"^juvini:{re.escape(dotted)}: is stored in plain text; .*--secret --path juvini:{re.escape(dotted)}"
+    command_path = re.escape(dotted.replace("[]", "[0]"))
+    pattern = rf"^juvini:{re.escape(dotted)}: is stored in plain text; .*--secret --path juvini:{command_path}"
     assert matching(error.problems, pattern), error.problems
     assert _secret_value(raw, dotted) not in str(error)
 
@@ -923,7 +931,7 @@ def test_secrets_do_not_appear_in_repr_or_json() -> None:
     assert settings.auth.dummy_password.get_secret_value() == "dummy-password-1"
 
 
-@pytest.mark.parametrize("dotted", sorted(SECRET_KEYS))
+@pytest.mark.parametrize("dotted", sorted(key for key in SECRET_KEYS if "[]" not in key))
 def test_empty_secret_counts_as_unset(dotted: str) -> None:
     raw: dict[str, Any] = {}
     holder = raw
@@ -936,6 +944,12 @@ def test_empty_secret_counts_as_unset(dotted: str) -> None:
     for part in dotted.split("."):
         value = getattr(value, re.sub(r"(?<!^)([A-Z])", r"_\1", part).lower())
     assert value is None
+
+
+def test_empty_share_password_is_missing() -> None:
+    share = {"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": ""}
+    error = rejected({"cifs": {"shares": [share]}}, secret_keys=set())
+    assert matching(error.problems, r"^juvini:cifs\.shares\.0: .* team: a team share needs username and password")
 
 
 def test_empty_dummy_password_is_missing_not_short() -> None:
