@@ -32,6 +32,7 @@ from infra.naming import Naming
 from infra.network import Networks
 from infra.rendering import render
 from infra.settings import AuthType, Settings
+from infra.shares import Shares
 from infra.tls import Tls
 
 TYPE = "juvini:index:Hub"
@@ -78,6 +79,7 @@ class Hub(pulumi.ComponentResource):
         tls: Tls,
         networks: Networks,
         images: Images,
+        shares: Shares,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -107,6 +109,7 @@ class Hub(pulumi.ComponentResource):
             networks.users_network,
             images.hub,
             *images.notebooks.values(),
+            *shares.volumes.values(),
         ]
         if settings.kerberos.enabled:
             self.krb5_conf = host.file(

@@ -7,6 +7,7 @@ from typing import Any
 from infra.images import DISPLAY_NAMES
 from infra.naming import Naming
 from infra.settings import Settings, memory_bytes
+from infra.shares import volume_name
 
 #: Where things live inside the hub container.
 HUB_HOME = "/srv/jupyterhub"
@@ -79,7 +80,25 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "volumes": {
             f"{settings.paths.users_dir}/{{username}}": home,
             settings.paths.shared_dir: f"{home}/{SHARED_MOUNT}",
+        }
+        | {
+            volume_name(naming, share): {"bind": f"{home}/{share.folder}", "mode": "ro" if share.read_only else "rw"}
+            for share in settings.cifs.shares
+            if not share.per_user
         },
+        "user_shares": [
+            {
+                "name": share.name,
+                "device": share.unc,
+                "address": share.server_address,
+                "domain": share.domain or "",
+                "version": share.version,
+                "mount": f"{home}/{share.folder}",
+                "read_only": share.read_only,
+            }
+            for share in settings.cifs.shares
+            if share.per_user
+        ],
         # JupyterHub's byte sizes take bytes or upper-case units only; bytes are unambiguous.
         "mem_limit_bytes": memory_bytes(settings.spawner.mem_limit),
         "cpu_limit": settings.spawner.cpu_limit,

@@ -12,6 +12,7 @@ from infra.images import Images
 from infra.naming import Naming
 from infra.network import Networks
 from infra.settings import Settings
+from infra.shares import Shares
 from infra.tls import Tls
 
 TYPE = "juvini:index:Lab"
@@ -34,7 +35,18 @@ class Lab(pulumi.ComponentResource):
         self.tls = Tls(f"{name}-tls", settings, self.host, opts=pulumi.ResourceOptions(parent=self))
         self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
-        self.hub = Hub(f"{name}-hub", settings, naming, self.host, self.tls, self.networks, self.images, opts=on_host)
+        self.shares = Shares(f"{name}-shares", settings, naming, opts=on_host)
+        self.hub = Hub(
+            f"{name}-hub",
+            settings,
+            naming,
+            self.host,
+            self.tls,
+            self.networks,
+            self.images,
+            self.shares,
+            opts=on_host,
+        )
 
         self.hub_url = settings.hub_url
         self.ca_certificate = self.tls.ca_certificate

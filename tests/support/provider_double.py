@@ -426,6 +426,22 @@ def _network(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple
     return network.id, {"name": inputs["name"]}, undo
 
 
+def _volume(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[str, dict, Callable]:
+    _check_inputs("docker:index/volume:Volume", name, inputs, {"name", "driver", "driverOpts", "labels"})
+    volume = double.client.volumes.create(
+        name=inputs["name"],
+        driver=inputs.get("driver", "local"),
+        driver_opts=inputs.get("driverOpts") or {},
+        labels={label["label"]: label["value"] for label in inputs.get("labels") or []},
+    )
+
+    def undo() -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            double.client.volumes.get(volume.name).remove(force=True)
+
+    return volume.name, {"name": volume.name}, undo
+
+
 def _duration_ns(text: str) -> int:
     units = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
     for suffix in ("ms", "s", "m", "h"):
@@ -547,6 +563,7 @@ _HANDLERS: dict[str, Callable[[ProviderDouble, str, dict[str, Any]], tuple[str, 
     "docker:index/image:Image": _image,
     "docker:index/network:Network": _network,
     "docker:index/container:Container": _container,
+    "docker:index/volume:Volume": _volume,
 }
 
 

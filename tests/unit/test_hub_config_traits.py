@@ -64,6 +64,7 @@ VARIANTS = {
             },
         },
         "kerberos": {"enabled": True, "realm": "LAB.TEST", "kdcs": ["kdc.test"]},
+        "cifs": {"shares": [{"name": "home", "unc": "//10.0.0.9/homes", "perUser": True}]},
     },
 }
 

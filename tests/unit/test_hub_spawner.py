@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from dockerspawner import DockerSpawner
 from tornado import web
@@ -177,3 +178,81 @@ def test_spark_ports_off_when_no_range_is_configured(docker_state: FakeDocker, t
     asyncio.run(spawner.start())
     assert spawner.spark_ports is None
     assert "port_bindings" not in spawner.extra_host_config
+
+
+# --- per-user Windows shares ---------------------------------------------------------------
+
+
+class ShareDocker:
+    """Records the volume calls the spawner makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+
+@pytest.fixture
+def share_docker(monkeypatch: pytest.MonkeyPatch, docker_state: FakeDocker) -> ShareDocker:
+    recorder = ShareDocker()
+
+    async def fake_docker(self: JuviniDockerSpawner, method: str, *args: Any, **kwargs: Any) -> Any:
+        recorder.calls.append((method, args, kwargs))
+        if method == "containers":
+            return []
+        if method == "remove_volume":
+            raise docker.errors.NotFound("no such volume")
+        return {}
+
+    monkeypatch.setattr(JuviniDockerSpawner, "docker", fake_docker)
+    return recorder
+
+
+SHARES = [
+    {
+        "name": "home",
+        "device": "//10.9.8.7/homes",
+        "address": "10.9.8.7",
+        "domain": "CORP",
+        "version": "3.0",
+        "mount": "/home/labuser/home",
+        "read_only": False,
+    },
+]
+
+
+def with_auth_state(spawner: JuviniDockerSpawner, state: dict[str, Any] | None) -> JuviniDockerSpawner:
+    async def get_auth_state() -> dict[str, Any] | None:
+        return state
+
+    spawner.user.get_auth_state = get_auth_state
+    return spawner
+
+
+def test_a_users_share_is_mounted_with_their_own_password(share_docker: ShareDocker, tmp_path: Path) -> None:
+    spawner = with_auth_state(make_spawner("alice", tmp_path, drivers="", blocks=""), {"password": "alice-pw"})
+    spawner.cifs_user_shares = SHARES
+    asyncio.run(spawner.start())
+    (create,) = [kwargs for method, _, kwargs in share_docker.calls if method == "create_volume"]
+    assert create["name"] == "jupyter-alice-cifs-home"
+    assert create["driver_opts"]["device"] == "//10.9.8.7/homes"
+    assert "username=alice" in create["driver_opts"]["o"] and "password=alice-pw" in create["driver_opts"]["o"]
+    assert "domain=CORP" in create["driver_opts"]["o"]
+    assert spawner.volumes["jupyter-alice-cifs-home"] == {"bind": "/home/labuser/home", "mode": "rw"}
+
+
+def test_without_a_password_the_server_starts_and_says_why(share_docker: ShareDocker, tmp_path: Path) -> None:
+    spawner = with_auth_state(make_spawner("alice", tmp_path, drivers="", blocks=""), {})
+    spawner.cifs_user_shares = SHARES
+    asyncio.run(spawner.start())
+    assert not [call for call in share_docker.calls if call[0] == "create_volume"]
+    assert "home" in spawner.environment["JUVINI_CIFS_WARNING"]
+
+
+def test_stopping_removes_the_users_share_volumes(share_docker: ShareDocker, tmp_path: Path, monkeypatch) -> None:
+    async def fake_stop(self: JuviniDockerSpawner, now: bool = False) -> None:
+        return None
+
+    monkeypatch.setattr(DockerSpawner, "stop", fake_stop)
+    spawner = make_spawner("alice", tmp_path, drivers="", blocks="")
+    spawner.cifs_user_shares = SHARES
+    asyncio.run(spawner.stop())
+    assert ("remove_volume", ("jupyter-alice-cifs-home",), {}) in share_docker.calls

@@ -254,6 +254,55 @@ def test_no_secret_value_appears_outside_secret_inputs(prod: ProgramRun) -> None
             assert secret not in text, f"{registration} holds a secret in plain inputs"
 
 
+TEAM_SHARE = {
+    "name": "team",
+    "unc": "//10.9.8.7/team",
+    "username": "svc-lab",
+    "password": "team-share-pw",
+    "readOnly": True,
+}
+USER_SHARE = {"name": "home", "unc": "//10.9.8.7/homes", "perUser": True, "domain": "CORP"}
+
+
+@pytest.fixture(scope="module")
+def with_shares(ssh_key_file: Path) -> ProgramRun:
+    config = stack_config("prod")
+    config["auth"]["ldap"]["searchPassword"] = PROD_SECRETS["searchPassword"]
+    config["host"]["sshPrivateKey"] = PROD_SECRETS["sshPrivateKey"]
+    config["cifs"] = {"shares": [TEAM_SHARE, USER_SHARE]}
+    return run_program(config, secret_keys=["auth", "host", "cifs"], stack="prod")
+
+
+def test_a_team_share_is_a_cifs_volume_with_secret_options(with_shares: ProgramRun) -> None:
+    (volume,) = with_shares.of_type("docker:index/volume:Volume")
+    assert volume.inputs["name"] == "juvini-prod-cifs-team", volume
+    assert volume.inputs["driver"] == "local", volume
+    options = volume.inputs["driverOpts"]
+    assert (options["type"], options["device"]) == ("cifs", "//10.9.8.7/team"), volume
+    assert options["o"].split(",") == [
+        "addr=10.9.8.7",
+        "username=svc-lab",
+        "password=team-share-pw",
+        "vers=3.0",
+        "uid=2100",
+        "gid=2100",
+        "file_mode=0660",
+        "dir_mode=0770",
+        "ro",
+    ], volume
+    assert "driverOpts" in volume.secret_inputs, f"{volume} keeps the share password in plain state"
+    hub = with_shares.named("juvini-prod-hub-hub")
+    assert with_shares.depends_on(hub, volume), hub
+
+
+def test_shares_reach_the_spawner_without_their_passwords(with_shares: ProgramRun) -> None:
+    config = with_shares.named("juvini-prod-hub-hub").inputs["uploads"][0]["content"]
+    assert "'juvini-prod-cifs-team': {'bind': '/home/labuser/team', 'mode': 'ro'}" in config
+    assert "c.JuviniSpawnerMixin.cifs_user_shares" in config and "'//10.9.8.7/homes'" in config
+    assert "c.JuviniLDAPAuthenticator.keep_password = True" in config
+    assert "team-share-pw" not in config
+
+
 def test_stack_outputs(dev: ProgramRun) -> None:
     assert dev.outputs[outputs.HUB_URL] == "https://localhost:8443/"
     assert dev.outputs[outputs.CA_CERTIFICATE].startswith("-----BEGIN CERTIFICATE-----")

@@ -22,7 +22,7 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from ldapauthenticator import LDAPAuthenticator
-from traitlets import CaselessStrEnum, Int, List, Unicode
+from traitlets import Bool, CaselessStrEnum, Int, List, Unicode
 
 from juvini_hub.kerberos import ccache_dir, kinit
 
@@ -42,6 +42,9 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
         ["warn", "refuse"], "warn", help="What a failed kinit does to the login: warn, or refuse it."
     ).tag(config=True)
     kerberos_timeout = Int(30, help="Seconds kinit may take (an unreachable KDC costs libkrb5 ~18 s).").tag(config=True)
+    keep_password = Bool(
+        False, help="Keep the password in the encrypted auth state (for per-user Windows shares at spawn)."
+    ).tag(config=True)
     lab_uid = Int(2100, help="Owner of the ticket caches (the uid users' containers run as).").tag(config=True)
     lab_gid = Int(2100, help="Group of the ticket caches.").tag(config=True)
 
@@ -77,7 +80,9 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
                     self.log.error("refusing login of %s: %s", name, outcome.message)
                     return None
                 self.log.warning("login of %s without a Kerberos ticket: %s", name, outcome.message)
-            # Encrypted at rest with the stack's crypt key; used to renew the ticket at spawn.
+        if self.kerberos_realm or self.keep_password:
+            # Encrypted at rest with the stack's crypt key; renews the ticket and mounts the
+            # user's own Windows shares at spawn.
             auth_state["password"] = login["password"]
         result["auth_state"] = auth_state
         return result

@@ -9,13 +9,15 @@ lab adds before a user's server starts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
-from traitlets import Dict, Int, Unicode
+from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
 from juvini_hub.kerberos import CCACHE_NAME, ccache_dir, kinit
@@ -118,11 +120,70 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
         config=True
     )
 
+    cifs_user_shares = List(
+        Dict(),
+        help="Windows shares mounted with the user's own login: dicts of name, device (//server/share), "
+        "address, domain, version, mount (path in the container), read_only.",
+    ).tag(config=True)
+
     spark_ports: SparkPorts | None = None
+
+    async def prepare_user_shares(self) -> None:
+        """Make this user's CIFS volumes from the password in the encrypted auth state."""
+        if not self.cifs_user_shares:
+            return
+        auth_state = await self.user.get_auth_state() or {}
+        password = auth_state.get("password")
+        if not password:
+            message = "no password in the auth state (log out and in again) for shares " + ", ".join(
+                share["name"] for share in self.cifs_user_shares
+            )
+            self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
+            self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
+            return
+        volumes = {}
+        for share in self.cifs_user_shares:
+            name = self.user_share_volume(share["name"])
+            options = [
+                f"addr={share['address']}",
+                f"username={self.user.name}",
+                f"password={password}",
+                f"vers={share['version']}",
+                f"uid={self.lab_uid}",
+                f"gid={self.lab_gid}",
+                "file_mode=0660",
+                "dir_mode=0770",
+            ]
+            if share.get("domain"):
+                options.append(f"domain={share['domain']}")
+            if share.get("read_only"):
+                options.append("ro")
+            # A volume left by a server that did not stop cleanly may hold an old password.
+            with contextlib.suppress(docker.errors.NotFound):
+                await self.docker("remove_volume", name)
+            await self.docker(
+                "create_volume",
+                name=name,
+                driver="local",
+                driver_opts={"type": "cifs", "device": share["device"], "o": ",".join(options)},
+                labels={**self.stack_labels, "org.juvini.role": "user-share"},
+            )
+            volumes[name] = {"bind": share["mount"], "mode": "ro" if share.get("read_only") else "rw"}
+        self.volumes = {**self.volumes, **volumes}
+
+    def user_share_volume(self, share: str) -> str:
+        return f"{self.container_name}-cifs-{share}"
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        for share in self.cifs_user_shares:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                await self.docker("remove_volume", self.user_share_volume(share["name"]))
 
     async def start(self) -> Any:
         self.ensure_user_folder()
         await self.prepare_kerberos()
+        await self.prepare_user_shares()
         if not self.spark_driver_ports:
             return await super().start()
         async with _ALLOCATION_LOCK:
