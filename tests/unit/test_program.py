@@ -298,7 +298,7 @@ def test_a_team_share_is_a_cifs_volume_with_secret_options(with_shares: ProgramR
 def test_shares_reach_the_spawner_without_their_passwords(with_shares: ProgramRun) -> None:
     config = with_shares.named("juvini-prod-hub-hub").inputs["uploads"][0]["content"]
     assert "'juvini-prod-cifs-team': {'bind': '/home/labuser/team', 'mode': 'ro'}" in config
-    assert "c.JuviniSpawnerMixin.cifs_user_shares" in config and "'//10.9.8.7/homes'" in config
+    assert "c.JuviniDockerSpawner.cifs_user_shares" in config and "'//10.9.8.7/homes'" in config
     assert "c.JuviniLDAPAuthenticator.keep_password = True" in config
     assert "team-share-pw" not in config
 
