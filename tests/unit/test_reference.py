@@ -61,3 +61,19 @@ def test_stale_files_fail_the_check(tmp_path, monkeypatch) -> None:
     assert reference.main(["--check"]) == 1
     stale.write_text(reference.pulumi_yaml_text(), encoding="utf-8")
     assert reference.main(["--check"]) == 0
+
+
+def test_the_readmes_active_directory_example_is_a_valid_stack() -> None:
+    from infra.settings import AuthType, parse_settings
+
+    readme = reference.README.read_text(encoding="utf-8")
+    section = readme[readme.index("### Example: Active Directory") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```", section.index("```yaml") + 7)]
+    config = {key.removeprefix("juvini:"): value for key, value in yaml.safe_load(block)["config"].items()}
+    config["auth"]["ldap"]["searchPassword"] = "from --secret"
+    config["cifs"]["shares"][0]["password"] = "from --secret"
+    settings = parse_settings(config, secret_keys={"auth", "cifs"})
+    assert settings.auth.type is AuthType.LDAP
+    assert settings.auth.ldap.user_attribute == "sAMAccountName"
+    assert settings.kerberos.enabled and settings.kerberos.realm == "CORP.EXAMPLE.ORG"
+    assert [share.per_user for share in settings.cifs.shares] == [False, True]
