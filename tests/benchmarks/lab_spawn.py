@@ -189,6 +189,9 @@ def main() -> None:
     config = lab_config(root, _free_port())
     config["spawner"] |= {"idleTimeout": 0, "allowedImages": [args.flavour]}
     config["hub"]["concurrentSpawnLimit"] = 0
+    # One Spark port pair per running server: room for the largest round.
+    most = max(counts)
+    config["spark"] |= {"driverPorts": f"12000-{12000 + most}", "blockManagerPorts": f"11100-{11100 + most}"}
     started = time.perf_counter()
     deployment = bring_up(config, stack=STACK)
     print(f"Juvini lab up (builds cached or not) in {time.perf_counter() - started:.1f} s")

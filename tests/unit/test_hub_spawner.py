@@ -85,7 +85,9 @@ def docker_state(monkeypatch: pytest.MonkeyPatch) -> FakeDocker:
     async def fake_docker(self: JuviniDockerSpawner, method: str, *args: Any, **kwargs: Any) -> Any:
         assert method == "containers"
         wanted = set(kwargs["filters"]["label"])
-        return [c for c in state.containers if wanted <= {f"{k}={v}" for k, v in c["Labels"].items()}]
+        return [
+            c for c in state.containers if wanted <= {f"{k}={v}" for k, v in c["Labels"].items()} | set(c["Labels"])
+        ]
 
     async def fake_start(self: JuviniDockerSpawner) -> tuple[str, int]:
         # What DockerSpawner would create: a container carrying the labels it was given.
@@ -171,6 +173,14 @@ def test_the_users_folder_is_created_once_owned_by_the_lab_user(
     assert owners == [(str(folder), 2100, 2100)]
     spawner.ensure_user_folder()
     assert len(owners) == 1
+
+
+def test_ports_taken_by_another_stack_on_the_host_are_skipped(docker_state: FakeDocker, tmp_path: Path) -> None:
+    other = {"org.juvini.stack": "other", DRIVER_PORT_LABEL: "12000", BLOCK_MANAGER_PORT_LABEL: "11100"}
+    docker_state.containers.append({"Id": "other-stack", "Labels": other})
+    spawner = make_spawner("alice", tmp_path)
+    asyncio.run(spawner.start())
+    assert spawner.spark_ports == SparkPorts(12001, 11101)
 
 
 def test_spark_ports_off_when_no_range_is_configured(docker_state: FakeDocker, tmp_path: Path) -> None:

@@ -67,9 +67,13 @@ async def kinit(
         process.kill()
         await process.wait()
         pending.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
         return KinitResult(False, f"kinit for {principal} timed out after {timeout:.0f} s (is the KDC reachable?)")
     if process.returncode != 0:
         pending.unlink(missing_ok=True)
+        # No stale ticket from an earlier login: the server starts without one, as the
+        # warning then says.
+        target.unlink(missing_ok=True)
         # kinit's own message names the cause (unknown principal, KDC unreachable, ...);
         # it never contains the password.
         reason = stderr.decode(errors="replace").strip().splitlines()

@@ -21,7 +21,7 @@ from traitlets import Dict, Int, List, Unicode
 from traitlets.config import Configurable
 
 from juvini_hub.kerberos import CCACHE_NAME, ccache_dir, kinit
-from juvini_hub.spark_ports import PortRange, PortsExhausted, SparkPorts, allocate
+from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
 
 #: Where a user's ticket folder appears in their container.
 KERBEROS_MOUNT = "/run/juvini/krb5"
@@ -206,7 +206,8 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             _RESERVED.pop(self.container_name, None)
 
     async def _running_labels(self) -> list[dict[str, str]]:
-        filters = {"label": [f"{key}={value}" for key, value in self.stack_labels.items()]}
+        # Every lab on this Docker host, not only this stack: host ports are shared.
+        filters = {"label": [DRIVER_PORT_LABEL]}
         containers = await self.docker("containers", filters=filters)
         return [container.get("Labels") or {} for container in containers if container["Id"] != self.object_id]
 
