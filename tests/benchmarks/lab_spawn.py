@@ -61,7 +61,8 @@ def timed_build(role: str, tag: str, args: dict[str, str], no_cache: bool) -> fl
     return time.perf_counter() - started
 
 
-def build_figures(client: docker.DockerClient, images: dict[str, str], cold: bool, ca_bundle: str) -> None:
+def build_figures(client: docker.DockerClient, cold: bool, ca_bundle: str) -> None:
+    images = {role: f"juvini-bench-{role}:bench" for role in CONTEXTS}
     print("\nimage builds (BuildKit, local base image)")
     print(f"  {'image':<14}{'warm s':>9}{'cold s':>9}{'size MB':>10}")
     parents = {"hub": "juvini-base:bookworm", "base": "juvini-base:bookworm"}
@@ -220,7 +221,7 @@ def main() -> None:
             p95 = percentile(lab[count], 0.95) / percentile(reference[count], 0.95)
             print(f"  {count:>3} users: p50 x{p50:.2f}  p95 x{p95:.2f}")
         ca_bundle = parse_settings(config).images.extra_ca_bundle or ""
-        build_figures(client, images, args.cold, ca_bundle)
+        build_figures(client, args.cold, ca_bundle)
     finally:
         errors = deployment.destroy()
         remove_stack_objects(client, STACK)
