@@ -20,7 +20,6 @@ operators use ``pulumi up``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -44,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.pulumi_mocks import RecordingMonitor, _unwrap
+from tests.support.pulumi_mocks import RecordingMonitor, _unwrap, evaluate_stack, start_mocked_stack
 
 DOCKER_CLI = "/usr/bin/docker"
 
@@ -590,33 +589,14 @@ def apply(
     declare: Callable[[], Any], config: dict[str, Any], stack: str, secret_keys: list[str] | None = None
 ) -> Deployment:
     """Run ``declare`` (the program, or part of it) under the double with the stack's config."""
-    import json
-
     double = ProviderDouble()
     monitor = RecordingMonitor(double)  # type: ignore[arg-type]
-    # Pulumi's runtime uses the main thread's current event loop; an earlier asyncio.run()
-    # (in another test) leaves none set.
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(double, project="juvini", stack=stack, preview=False, monitor=monitor)
-    wire = {f"juvini:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
-    pulumi.runtime.set_all_config(wire, [f"juvini:{key}" for key in secret_keys or []])
-    result: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def evaluate() -> pulumi.Output[Any]:
-        declare()
-        exported = pulumi.runtime.get_root_resource().outputs  # type: ignore[union-attr]
-        names = sorted(exported)
-        values = [pulumi.Output.unsecret(pulumi.Output.from_input(exported[name])) for name in names]
-        return pulumi.Output.all(*values).apply(lambda resolved: result.update(zip(names, resolved, strict=True)))
-
+    start_mocked_stack(double, monitor, config, secret_keys, stack)
     try:
-        evaluate()
+        result = evaluate_stack(declare)
     except BaseException:
         errors = double.destroy()
         if errors:
             print("teardown after a failed bring-up reported:", *errors, sep="\n  ")
         raise
-    finally:
-        pulumi.runtime.set_all_config({}, [])
-    return Deployment(double=double, outputs=result, monitor=monitor)
+    return Deployment(double=double, outputs=result.get("outputs", {}), monitor=monitor)

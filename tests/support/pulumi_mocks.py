@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,28 +174,30 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def run_program(
+def start_mocked_stack(
+    mocks: pulumi.runtime.Mocks,
+    monitor: RecordingMonitor,
     config: dict[str, Any],
-    secret_keys: list[str] | None = None,
-    stack: str = "dev",
+    secret_keys: list[str] | None,
+    stack: str,
     preview: bool = False,
-) -> ProgramRun:
-    """Evaluate ``__main__``'s program for ``stack`` with ``config`` (keys without ``juvini:``)."""
-    from infra.program import main
-
-    mocks = LabMocks()
-    monitor = RecordingMonitor(mocks)
+) -> None:
+    """Point Pulumi's runtime at ``mocks`` for ``stack``, with ``config`` (keys without ``juvini:``)."""
     # Pulumi's runtime uses the main thread's current event loop; an earlier asyncio.run()
     # (in another test) leaves none set.
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="juvini", stack=stack, preview=preview, monitor=monitor)
     wire = {f"juvini:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(wire, [f"juvini:{key}" for key in secret_keys or []])
+
+
+def evaluate_stack(declare: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``declare`` to completion; return its result and the stack outputs, with which are secret."""
     result: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def evaluate() -> pulumi.Output[Any]:
-        result["lab"] = main()
+        result["declared"] = declare()
         exported = pulumi.runtime.get_root_resource().outputs  # type: ignore[union-attr]
         names = sorted(exported)
 
@@ -211,13 +214,30 @@ def run_program(
 
     try:
         evaluate()
-    except Exception as error:
-        raise ProgramFailed(error, monitor.registrations) from error
     finally:
         pulumi.runtime.set_all_config({}, [])
+    return result
+
+
+def run_program(
+    config: dict[str, Any],
+    secret_keys: list[str] | None = None,
+    stack: str = "dev",
+    preview: bool = False,
+) -> ProgramRun:
+    """Evaluate ``__main__``'s program for ``stack`` with ``config`` (keys without ``juvini:``)."""
+    from infra.program import main
+
+    mocks = LabMocks()
+    monitor = RecordingMonitor(mocks)
+    start_mocked_stack(mocks, monitor, config, secret_keys, stack, preview)
+    try:
+        result = evaluate_stack(main)
+    except Exception as error:
+        raise ProgramFailed(error, monitor.registrations) from error
     return ProgramRun(
         registrations=monitor.registrations,
         outputs=result.get("outputs", {}),
         secret_outputs=result.get("secret_outputs", set()),
-        lab=result.get("lab"),
+        lab=result.get("declared"),
     )
