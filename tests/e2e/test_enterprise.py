@@ -8,6 +8,12 @@ runs its own slapd and KDC (the images and readiness checks of tests/support/pee
 on its own network; the hub container is attached to it and reaches them by their
 fixed addresses.
 
+Where this machine's kernel can mount cifs, the module also runs a samba peer on its
+network and the lab gets two Windows shares from it: a team share (mounted with a
+service account) and a perUser share (``//<samba>/homes``: each user's own home,
+mounted with their login at spawn). Where the kernel cannot, the lab is configured
+without shares, so that spawns keep working, and the share tests skip with the reason.
+
 Every login goes through the lab's login form, every check through the HTTPS front
 door verified with the stack's CA. The KDC outage tests come last: they stop the KDC
 peer for a while (and start it again, waiting until it issues tickets).
@@ -15,6 +21,7 @@ peer for a while (and start it again, waiting until it issues tickets).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import shutil
@@ -29,13 +36,15 @@ from typing import Any
 import docker
 import pytest
 import requests
+from docker.errors import NotFound
 
 from infra import outputs
 from infra.images import DISPLAY_NAMES
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
+from tests.integration.test_cifs import kernel_cifs_support
 from tests.support import peers
 from tests.support.lab_client import LabUser, wait_for
-from tests.support.peers import ALICE, BOB, CAROL, REALM, Peer
+from tests.support.peers import ALICE, BOB, CAROL, REALM, TEAM_FILE, TEAM_FILE_TEXT, TEAM_SHARE, Peer
 from tests.support.provider_double import bring_up
 
 pytestmark = pytest.mark.e2e
@@ -54,6 +63,43 @@ LOGIN_TIMEOUT = 90
 LOGIN_COOKIE = "jupyterhub-hub-login"
 LOGIN_ERROR = "Invalid username or password"
 BASE_IMAGE = DISPLAY_NAMES["base"]
+
+#: The shares the lab gets where the kernel mounts cifs: the team share at ~/team, with a
+#: service account (bob's file-server login: not alice's own), and each user's home on the
+#: file server (Samba's ``homes`` is the connecting user's own home) at ~/windows-home.
+TEAM_FOLDER = TEAM_SHARE
+HOME_SHARE = "home"
+HOME_FOLDER = "windows-home"
+TEAM_SHARE_ACCOUNT = BOB
+#: The volume the hub makes for alice's home share at spawn (and removes at stop).
+ALICE_HOME_VOLUME = f"juvini-{STACK}-user-alice-cifs-{HOME_SHARE}"
+
+#: Run in a kernel: what the user's server sees of its shares, as JSON.
+SHARES_PROBE = f"""
+import json, os
+from pathlib import Path
+home = Path("~").expanduser()
+def folder(name):
+    path = home / name
+    try:
+        return {{"listing": sorted(os.listdir(path)), "error": None}}
+    except OSError as error:
+        return {{"listing": [], "error": repr(error)}}
+def text(path):
+    try:
+        return (home / path).read_text()
+    except OSError as error:
+        return repr(error)
+mounts = [line.split()[:3] for line in open("/proc/self/mounts")]
+print(json.dumps({{
+    "home": str(home),
+    "team": folder({TEAM_FOLDER!r}),
+    "team_file": text({TEAM_FOLDER!r} + "/" + {TEAM_FILE!r}),
+    "mine": folder({HOME_FOLDER!r}),
+    "my_notes": text({HOME_FOLDER!r} + "/notes-alice.txt"),
+    "mounts": {{mount_point: [device, fs_type] for device, mount_point, fs_type in mounts}},
+}}))
+"""
 
 #: Run in a kernel: what the user's server knows about its Kerberos ticket, as JSON.
 KERBEROS_PROBE = """
@@ -81,6 +127,8 @@ def _free_port() -> int:
 class EnterpriseLab:
     lab: Lab
     peers: dict[str, Peer]
+    #: None where the kernel mounts cifs (the lab has shares), else why it cannot.
+    cifs_missing: str | None
 
     @property
     def url(self) -> str:
@@ -140,9 +188,29 @@ def _start_peer(name: str, network: peers.PeerNetwork, client: docker.DockerClie
     return peer
 
 
+def cifs_config(samba: Peer) -> dict[str, object]:
+    """The ``juvini:cifs`` stack keys (camelCase): a team share and a perUser share on the samba peer."""
+    team = {
+        "name": TEAM_SHARE,
+        "unc": f"//{samba.ip}/{TEAM_SHARE}",
+        "mountPath": TEAM_FOLDER,
+        "username": TEAM_SHARE_ACCOUNT.name,
+        "password": TEAM_SHARE_ACCOUNT.password,
+    }
+    home = {"name": HOME_SHARE, "unc": f"//{samba.ip}/homes", "mountPath": HOME_FOLDER, "perUser": True}
+    return {"shares": [team, home]}
+
+
+def remove_user_share_volumes(client: docker.DockerClient) -> None:
+    """Per-user share volumes this stack's hub made and a failed stop left (they hold a password)."""
+    for volume in client.volumes.list(filters={"label": [f"org.juvini.stack={STACK}", "org.juvini.role=user-share"]}):
+        with contextlib.suppress(NotFound):
+            volume.remove(force=True)
+
+
 @pytest.fixture(scope="module")
 def ad_lab() -> Iterator[EnterpriseLab]:
-    """The peers (slapd, KDC) and a lab logging users in against them.
+    """The peers (slapd, KDC, and samba where the kernel mounts cifs) and a lab logging users in against them.
 
     peers.peers_running() would share fixed container names with every other run on this
     engine (the integration tests replace them when they start, and remove them when they
@@ -155,16 +223,23 @@ def ad_lab() -> Iterator[EnterpriseLab]:
     root.chmod(0o755)
     try:
         network = _peer_network(client)
-        running = {name: _start_peer(name, network, client) for name in ("slapd", "kdc")}
+        cifs_missing = kernel_cifs_support()
+        names = ("slapd", "kdc") if cifs_missing is not None else ("slapd", "kdc", "samba")
+        running = {name: _start_peer(name, network, client) for name in names}
         config = lab_config(root, _free_port())
         config["auth"] = peers.stack_ldap_config(running["slapd"].ip, peers.ldap_ca_certificate(running["slapd"]))
         config["kerberos"] = peers.stack_kerberos_config(running["kdc"].ip, on_failure="warn")
+        secret_keys = ["auth"]
+        if cifs_missing is None:
+            # Without cifs in the kernel no server could start with these mounts: no shares then.
+            config["cifs"] = cifs_config(running["samba"])
+            secret_keys.append("cifs")  # the team share's password
         # One image (fast); no culling (the tests stop their servers); Spark ports apart
         # from the e2e lab's, which may run on this engine at the same time.
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
         config["spark"] = config["spark"] | {"driverPorts": "12200-12210", "blockManagerPorts": "11300-11310"}
         # auth holds ldap.searchPassword: the stack keeps that top-level key as a secret.
-        deployment = bring_up(config, stack=STACK, secret_keys=["auth"])
+        deployment = bring_up(config, stack=STACK, secret_keys=secret_keys)
         lab = Lab(deployment, config, deployment.outputs[outputs.HUB_URL], str(root / "lab-ca.pem"), root, client)
         try:
             Path(lab.ca_file).write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
@@ -175,13 +250,14 @@ def ad_lab() -> Iterator[EnterpriseLab]:
                 lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=5).status_code == 200,
                 timeout=180,
             )
-            yield EnterpriseLab(lab, running)
+            yield EnterpriseLab(lab, running, cifs_missing)
         finally:
             errors = lab.destroy()
             assert not errors, errors
     finally:
         # Leftover users' servers, the peers and their network: all carry the stack's label.
         remove_stack_objects(client, STACK)
+        remove_user_share_volumes(client)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -313,6 +389,71 @@ def test_alices_server_holds_her_ticket_from_the_login(ad_lab: EnterpriseLab, al
     info = ad_lab.ccache("alice").stat()
     assert (info.st_uid, info.st_gid) == (LAB_UID, LAB_GID)
     assert stat.S_IMODE(info.st_mode) == 0o600
+
+
+# --- Windows shares -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharesSeen:
+    view: dict[str, Any]
+    #: ``docker volume inspect`` of alice's home-share volume while her server ran (None: missing).
+    volume_while_running: dict[str, Any] | None
+
+
+@pytest.fixture(scope="module")
+def alice_with_shares(ad_lab: EnterpriseLab, alice: LabUser) -> SharesSeen:
+    """alice's server with the lab's shares, looked at from a kernel in it, then stopped."""
+    if ad_lab.cifs_missing is not None:
+        pytest.skip(f"kernel has no cifs support: {ad_lab.cifs_missing}")
+    alice.start_server(BASE_IMAGE)
+    try:
+        view = json.loads(alice.run_code(SHARES_PROBE))
+        try:
+            volume = ad_lab.lab.docker.api.inspect_volume(ALICE_HOME_VOLUME)
+        except NotFound:
+            volume = None
+    finally:
+        alice.stop_server()
+    return SharesSeen(view, volume)
+
+
+def test_alices_server_sees_the_team_share_at_its_folder(ad_lab: EnterpriseLab, alice_with_shares: SharesSeen) -> None:
+    view = alice_with_shares.view
+    mount_point = f"{view['home']}/{TEAM_FOLDER}"
+    assert view["mounts"].get(mount_point) == [f"//{ad_lab.peers['samba'].ip}/{TEAM_SHARE}", "cifs"], view["mounts"]
+    assert TEAM_FILE in view["team"]["listing"], view["team"]
+    assert view["team_file"] == TEAM_FILE_TEXT
+
+
+def test_alices_server_sees_her_own_home_share_at_its_folder(
+    ad_lab: EnterpriseLab, alice_with_shares: SharesSeen
+) -> None:
+    view = alice_with_shares.view
+    mount_point = f"{view['home']}/{HOME_FOLDER}"
+    assert view["mounts"].get(mount_point) == [f"//{ad_lab.peers['samba'].ip}/homes", "cifs"], view["mounts"]
+    # Her own home on the file server (mounted with her login), not anyone else's.
+    assert "notes-alice.txt" in view["mine"]["listing"], view["mine"]
+    assert "notes-bob.txt" not in view["mine"]["listing"], view["mine"]
+    assert view["my_notes"].startswith("Notes of alice"), view["my_notes"]
+
+
+def test_her_share_volume_is_made_at_spawn_and_gone_after_her_server_stops(
+    ad_lab: EnterpriseLab, alice_with_shares: SharesSeen
+) -> None:
+    volume = alice_with_shares.volume_while_running
+    assert volume is not None, f"{ALICE_HOME_VOLUME} did not exist while alice's server ran"
+    assert volume["Labels"]["org.juvini.stack"] == STACK
+    assert volume["Labels"]["org.juvini.role"] == "user-share"
+
+    def gone() -> bool:
+        try:
+            ad_lab.lab.docker.volumes.get(ALICE_HOME_VOLUME)
+        except NotFound:
+            return True
+        return False
+
+    wait_for(f"{ALICE_HOME_VOLUME} to be removed after alice's server stopped", gone, timeout=30)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,12 @@
 The share is checked with a real ``smbclient`` in a throwaway container of the samba
 peer's image, on the peers' network. The Docker volume (driver ``local``,
 ``type=cifs``) is created and inspected on the real engine; mounting it needs cifs
-support in the kernel, which is detected, and the mount test skips without it.
+support in the kernel, which is detected, and the mount tests skip without it.
+
+The program's own :class:`infra.shares.Shares` component is applied too (through the
+provider double, for real, on this engine) with a team share pointing at the samba
+peer: its volume, options, labels and the secrecy of its options are checked on what
+the engine holds, and ``destroy`` must remove it.
 """
 
 from __future__ import annotations
@@ -13,21 +18,33 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import pulumi
+import pulumi_docker
 import pytest
 from docker.errors import NotFound
 from docker.models.volumes import Volume
 
+from infra.naming import Naming
+from infra.settings import load_settings
+from infra.shares import Shares
 from tests.support import peers
 from tests.support.peers import ALICE, BOB, LABELS, SMB_HOSTNAME, TEAM_FILE, TEAM_FILE_TEXT, TEAM_SHARE, Account, Peer
+from tests.support.provider_double import Deployment, apply
+from tests.support.pulumi_mocks import Registration
 
 pytestmark = pytest.mark.integration
 
 VOLUME = "juvini-test-cifs-team"
 #: The lab user's ids (LabUserSettings defaults): files on the mounted share belong to them.
 LAB_UID = LAB_GID = 2100
+#: The stack the program's Shares component is applied for, and the volume it makes.
+SHARES_STACK = "it-shares"
+SHARES_VOLUME = f"juvini-{SHARES_STACK}-cifs-{TEAM_SHARE}"
+VOLUME_TYPE = "docker:index/volume:Volume"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +81,13 @@ def kernel_cifs_support() -> str | None:
     if probe.returncode == 0:
         return None  # a loadable module: the mount loads it
     return f"cifs is not in /proc/filesystems and modprobe -n cifs fails (kernel {os.uname().release})"
+
+
+def require_kernel_cifs() -> None:
+    """Skip the calling test, with the reason, where this kernel cannot mount cifs."""
+    missing = kernel_cifs_support()
+    if missing is not None:
+        pytest.skip(f"kernel has no cifs support: {missing}")
 
 
 def cifs_options(samba: Peer, account: Account) -> dict[str, str]:
@@ -135,14 +159,12 @@ def test_a_cifs_volume_is_created_with_the_options_given(
     assert inspected["Labels"]["org.juvini.stack"] == "peers"
 
 
-def test_a_container_sees_the_share_through_the_cifs_volume(client: docker.DockerClient, cifs_volume: Volume) -> None:
-    missing = kernel_cifs_support()
-    if missing is not None:
-        pytest.skip(f"kernel has no cifs support: {missing}")
+def read_team_file_through(client: docker.DockerClient, volume: str) -> tuple[int, str]:
+    """A container mounting ``volume`` prints the team file's owner and text; its exit code and output."""
     container = client.containers.create(
         peers.ensure_base_image(),
         command=["sh", "-c", f"stat -c '%u:%g' /mnt/team/{TEAM_FILE} && cat /mnt/team/{TEAM_FILE}"],
-        volumes={VOLUME: {"bind": "/mnt/team", "mode": "ro"}},
+        volumes={volume: {"bind": "/mnt/team", "mode": "ro"}},
         labels=LABELS | {"org.juvini.role": "cifs-client"},
     )
     try:
@@ -151,7 +173,132 @@ def test_a_container_sees_the_share_through_the_cifs_volume(client: docker.Docke
         output = container.logs().decode(errors="replace")
     finally:
         container.remove(force=True)
-    assert status["StatusCode"] == 0, output
+    return status["StatusCode"], output
+
+
+def test_a_container_sees_the_share_through_the_cifs_volume(client: docker.DockerClient, cifs_volume: Volume) -> None:
+    require_kernel_cifs()
+    code, output = read_team_file_through(client, VOLUME)
+    assert code == 0, output
     assert TEAM_FILE_TEXT.strip() in output
     # the mount maps every file to the lab user, whoever owns it on the server
+    assert f"{LAB_UID}:{LAB_GID}" in output
+
+
+# --- the program's Shares component, applied -----------------------------------------------
+
+
+def declare_shares() -> None:
+    """The part of the program that makes team-share volumes, on an explicit docker provider (as Lab does)."""
+    settings = load_settings()
+    provider = pulumi_docker.Provider("it-docker", host="unix:///var/run/docker.sock")
+    Shares(
+        "it-shares",
+        settings,
+        Naming(pulumi.get_project(), pulumi.get_stack()),
+        opts=pulumi.ResourceOptions(providers={"docker": provider}),
+    )
+
+
+def shares_config(samba: Peer, read_only: bool) -> dict[str, object]:
+    """``juvini:cifs`` with one team share on the samba peer, mounted with the test account."""
+    share = {
+        "name": TEAM_SHARE,
+        "unc": f"//{samba.ip}/{TEAM_SHARE}",
+        "username": ALICE.name,
+        "password": ALICE.password,
+        "readOnly": read_only,
+    }
+    return {"cifs": {"shares": [share]}}
+
+
+def remove_shares_volume(client: docker.DockerClient) -> None:
+    """Remove a volume of this stack an aborted earlier run left (only if it carries the stack's label)."""
+    with contextlib.suppress(NotFound):
+        volume = client.volumes.get(SHARES_VOLUME)
+        if (volume.attrs.get("Labels") or {}).get("org.juvini.stack") == SHARES_STACK:
+            volume.remove(force=True)
+
+
+@pytest.fixture
+def kernel_mounts_cifs() -> None:
+    """Skips (before anything is applied) where this kernel cannot mount cifs."""
+    require_kernel_cifs()
+
+
+@dataclass
+class AppliedShares:
+    deployment: Deployment
+    read_only: bool
+
+    @property
+    def volume(self) -> Registration:
+        (volume,) = [r for r in self.deployment.monitor.registrations if r.type == VOLUME_TYPE]
+        return volume
+
+
+@pytest.fixture(params=[False, True], ids=["read-write", "read-only"])
+def applied_shares(request: pytest.FixtureRequest, client: docker.DockerClient, samba: Peer) -> Iterator[AppliedShares]:
+    remove_shares_volume(client)
+    deployment = apply(declare_shares, shares_config(samba, request.param), SHARES_STACK, secret_keys=["cifs"])
+    try:
+        yield AppliedShares(deployment, request.param)
+    finally:
+        errors = deployment.destroy()  # a no-op when the test destroyed it already
+        remove_shares_volume(client)
+        assert not errors, errors
+
+
+def test_the_programs_team_share_is_a_cifs_volume_on_the_engine(
+    client: docker.DockerClient, samba: Peer, applied_shares: AppliedShares
+) -> None:
+    inspected = client.api.inspect_volume(SHARES_VOLUME)
+    assert inspected["Driver"] == "local"
+    options = inspected["Options"]
+    # Exactly what the program computed and registered, nothing more or less ...
+    assert options == applied_shares.volume.inputs["driverOpts"]
+    # ... and that is a CIFS mount of the share with the test account, mapped to the lab user.
+    assert set(options) == {"type", "device", "o"}
+    assert (options["type"], options["device"]) == ("cifs", f"//{samba.ip}/{TEAM_SHARE}")
+    expected = [
+        f"addr={samba.ip}",
+        f"username={ALICE.name}",
+        f"password={ALICE.password}",
+        "vers=3.0",
+        f"uid={LAB_UID}",
+        f"gid={LAB_GID}",
+        "file_mode=0660",
+        "dir_mode=0770",
+    ]
+    assert options["o"].split(",") == expected + (["ro"] if applied_shares.read_only else [])
+
+
+def test_the_programs_volume_carries_the_stack_labels(
+    client: docker.DockerClient, applied_shares: AppliedShares
+) -> None:
+    labels = client.api.inspect_volume(SHARES_VOLUME)["Labels"]
+    assert labels == {"org.juvini.project": "juvini", "org.juvini.stack": SHARES_STACK, "org.juvini.role": "share"}
+
+
+def test_the_registration_keeps_the_driver_options_secret(applied_shares: AppliedShares) -> None:
+    volume = applied_shares.volume
+    assert "driverOpts" in volume.secret_inputs, f"{volume} keeps the share password in plain state"
+    plain = {key: value for key, value in volume.inputs.items() if key not in volume.secret_inputs}
+    assert ALICE.password not in repr(plain), f"{volume} has the password outside its secret inputs"
+
+
+def test_destroy_removes_the_programs_volume(client: docker.DockerClient, applied_shares: AppliedShares) -> None:
+    client.volumes.get(SHARES_VOLUME)  # there before
+    errors = applied_shares.deployment.destroy()
+    assert not errors, errors
+    with pytest.raises(NotFound):
+        client.volumes.get(SHARES_VOLUME)
+
+
+def test_a_container_sees_the_share_through_the_programs_volume(
+    kernel_mounts_cifs: None, client: docker.DockerClient, applied_shares: AppliedShares
+) -> None:
+    code, output = read_team_file_through(client, SHARES_VOLUME)
+    assert code == 0, output
+    assert TEAM_FILE_TEXT.strip() in output
     assert f"{LAB_UID}:{LAB_GID}" in output
