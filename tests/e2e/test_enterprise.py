@@ -22,7 +22,6 @@ peer for a while (and start it again, waiting until it issues tickets).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import shutil
 import socket
@@ -144,15 +143,10 @@ class EnterpriseLab:
 
 def _peer_network(client: docker.DockerClient) -> peers.PeerNetwork:
     """This module's own network for its peers, with a subnet Docker picks as free (fixed addresses need one)."""
-    probe = client.networks.create(f"{PEER_NETWORK}-probe", driver="bridge", labels=STACK_LABELS)
-    try:
-        probe.reload()
-        subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]
-    finally:
-        probe.remove()
-    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+    subnet = peers.free_subnet(client, f"{PEER_NETWORK}-probe", STACK_LABELS)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
     client.networks.create(PEER_NETWORK, driver="bridge", ipam=ipam, labels=STACK_LABELS)
-    return peers.PeerNetwork(PEER_NETWORK, ipaddress.ip_network(subnet))
+    return peers.PeerNetwork(PEER_NETWORK, subnet)
 
 
 @dataclass(frozen=True)

@@ -361,6 +361,16 @@ def build_peer(name: str) -> str:
     return spec.image
 
 
+def free_subnet(client: docker.DockerClient, probe_name: str, labels: dict[str, str]) -> ipaddress.IPv4Network:
+    """A subnet Docker considers free: the one it gives a throwaway probe network."""
+    probe = client.networks.create(probe_name, driver="bridge", labels=labels)
+    try:
+        probe.reload()
+        return ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])  # type: ignore[return-value]
+    finally:
+        probe.remove()
+
+
 def ensure_network(client: docker.DockerClient | None = None) -> PeerNetwork:
     """The peers' network, created when missing.
 
@@ -377,13 +387,8 @@ def ensure_network(client: docker.DockerClient | None = None) -> PeerNetwork:
             if ipv4:
                 return PeerNetwork(NETWORK, ipv4[0])
             network.remove()  # an unusable leftover
-        probe = client.networks.create(f"{NETWORK}-probe-{os.getpid()}", driver="bridge", labels=LABELS)
-        try:
-            probe.reload()
-            subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]
-        finally:
-            probe.remove()
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        subnet = free_subnet(client, f"{NETWORK}-probe-{os.getpid()}", LABELS)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
         with contextlib.suppress(APIError):  # another run may have created it meanwhile
             client.networks.create(NETWORK, driver="bridge", ipam=ipam, labels=LABELS, check_duplicate=True)
     raise PeerError(f"could not create the Docker network {NETWORK}")
