@@ -191,6 +191,19 @@ def klist(cache: Path, krb5_conf: Path, *options: str) -> subprocess.CompletedPr
 # --- LDAP -----------------------------------------------------------------------------------
 
 
+def assert_hub_admits_alice_and_admin_bob_but_not_carol(auth: JuviniLDAPAuthenticator) -> None:
+    """Through get_authenticated_user, the hub's own entry point."""
+
+    def hub_login(username: str, password: str) -> dict[str, Any] | None:
+        return asyncio.run(auth.get_authenticated_user(None, {"username": username, "password": password}))
+
+    alice = hub_login("alice", ALICE.password)
+    bob = hub_login("bob", BOB.password)
+    assert alice is not None and (alice["name"], alice["admin"]) == ("alice", False)
+    assert bob is not None and (bob["name"], bob["admin"]) == ("bob", True)
+    assert hub_login("carol", CAROL.password) is None
+
+
 def test_service_account_search_then_bind_logs_alice_in(authenticator: Authenticate) -> None:
     result = login(authenticator(), "alice", ALICE.password)
     assert result is not None
@@ -297,14 +310,7 @@ def test_the_hubs_login_entry_point_admits_members_and_refuses_others(authentica
     """get_authenticated_user, which JupyterHub calls: normalise, gate, admin."""
     auth = authenticator()
 
-    def hub_login(username: str, password: str) -> dict[str, Any] | None:
-        return asyncio.run(auth.get_authenticated_user(None, {"username": username, "password": password}))
-
-    alice = hub_login("alice", ALICE.password)
-    bob = hub_login("bob", BOB.password)
-    assert alice is not None and (alice["name"], alice["admin"]) == ("alice", False)
-    assert bob is not None and (bob["name"], bob["admin"]) == ("bob", True)
-    assert hub_login("carol", CAROL.password) is None
+    assert_hub_admits_alice_and_admin_bob_but_not_carol(auth)
 
 
 @pytest.mark.parametrize(
@@ -330,14 +336,7 @@ def test_the_rendered_hub_config_logs_users_in(
     config.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": str(ca_file), "validate": ssl.CERT_REQUIRED}
     auth = JuviniLDAPAuthenticator(config=config)
 
-    def hub_login(username: str, password: str) -> dict[str, Any] | None:
-        return asyncio.run(auth.get_authenticated_user(None, {"username": username, "password": password}))
-
-    alice = hub_login("alice", ALICE.password)
-    bob = hub_login("bob", BOB.password)
-    assert alice is not None and (alice["name"], alice["admin"]) == ("alice", False)
-    assert bob is not None and (bob["name"], bob["admin"]) == ("bob", True)
-    assert hub_login("carol", CAROL.password) is None
+    assert_hub_admits_alice_and_admin_bob_but_not_carol(auth)
 
 
 # --- Kerberos -------------------------------------------------------------------------------
