@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.images import DISPLAY_NAMES
+from infra.flavours import BY_NAME as FLAVOURS
 from infra.naming import Naming
 from infra.settings import Settings, memory_bytes
 from infra.shares import volume_name
@@ -31,7 +31,7 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
     hub_name = naming.physical("hub")
     home = HOME_DIR_TEMPLATE.format(user=settings.lab_user.name)
     auth = settings.auth
-    allowed = {DISPLAY_NAMES[flavour]: notebook_images[flavour] for flavour in settings.spawner.allowed_images}
+    allowed = {FLAVOURS[flavour].display_name: notebook_images[flavour] for flavour in settings.spawner.allowed_images}
     default_flavour = settings.spawner.allowed_images[0]
     environment = {
         "SPARK_DRIVER_MEMORY": settings.spark.driver_memory,

@@ -12,45 +12,21 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from infra import flavours
 from infra.naming import Naming
-from infra.settings import NOTEBOOK_FLAVOURS, Settings
+from infra.settings import Settings
 
 TYPE = "juvini:index:Images"
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
-#: Build context (folder of ``images/``) of each role.
-CONTEXTS: dict[str, str] = {
-    "hub": "hub",
-    "base": "notebook-base",
-    "datascience": "notebook-datascience",
-    "pyspark": "notebook-pyspark",
-}
-#: The notebook image each flavour is built on (``None``: built on the OS base image).
-PARENTS: dict[str, str | None] = {"base": None, "datascience": "base", "pyspark": "datascience"}
-
-#: What users see in the spawn form for each flavour.
-DISPLAY_NAMES: dict[str, str] = {
-    "base": "Base: JupyterLab, Python, build tools",
-    "datascience": "Data science: the Anaconda-style stack",
-    "pyspark": "PySpark: data science + Spark (Python 3 and PySpark kernels)",
-}
+#: Build context (folder of ``images/``) of the hub image.
+HUB_FOLDER = "hub"
 
 
-def context_path(role: str) -> str:
-    """The build context of ``role``, relative to the working directory Pulumi runs in."""
-    return os.path.relpath(IMAGES_DIR / CONTEXTS[role])
-
-
-def flavours_to_build(settings: Settings) -> list[str]:
-    """Allowed notebook flavours plus the ones they are built on, in build order."""
-    needed: set[str] = set()
-    for flavour in settings.spawner.allowed_images:
-        current: str | None = flavour
-        while current is not None:
-            needed.add(current)
-            current = PARENTS[current]
-    return [flavour for flavour in NOTEBOOK_FLAVOURS if flavour in needed]
+def context_path(folder: str) -> str:
+    """The build context ``images/<folder>``, relative to the working directory Pulumi runs in."""
+    return os.path.relpath(IMAGES_DIR / folder)
 
 
 def build_args(settings: Settings, role: str, base: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
@@ -81,25 +57,34 @@ class Images(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._settings = settings
         self._naming = naming
-        self.hub = self._build(name, "hub", settings.images.base_image)
+        self.hub_image_name = self._image_name("hub")
+        self.hub = self._build(name, "hub", HUB_FOLDER, self.hub_image_name, settings.images.base_image)
         self.notebooks = {}
-        for flavour in flavours_to_build(settings):
-            parent = PARENTS[flavour]
+        #: Flavour -> image reference, known at declaration time (the rendered hub config needs them).
+        self.notebook_image_names: dict[str, str] = {}
+        for flavour in flavours.lineage(settings.spawner.allowed_images):
+            parent = flavour.parent
             base = settings.images.base_image if parent is None else self.notebooks[parent].image_name
-            self.notebooks[flavour] = self._build(name, flavour, base)
+            self.notebook_image_names[flavour.name] = self._image_name(flavour.role)
+            self.notebooks[flavour.name] = self._build(
+                name, flavour.name, flavour.folder, self.notebook_image_names[flavour.name], base
+            )
 
         self.references: dict[str, pulumi.Output[str]] = {"hub": self.hub.image_name} | {
             flavour: image.image_name for flavour, image in self.notebooks.items()
         }
         self.register_outputs({"references": self.references})
 
-    def _build(self, name: str, role: str, base: pulumi.Input[str]) -> docker.Image:
+    def _image_name(self, role: str) -> str:
+        images = self._settings.images
+        return self._naming.image(role, images.tag, images.registry)
+
+    def _build(self, name: str, role: str, folder: str, image_name: str, base: pulumi.Input[str]) -> docker.Image:
         settings = self._settings
-        physical_role = role if role == "hub" else f"notebook-{role}"
-        context = context_path(role)
+        context = context_path(folder)
         return docker.Image(
             f"{name}-{role}",
-            image_name=self._naming.image(physical_role, settings.images.tag, settings.images.registry),
+            image_name=image_name,
             build=docker.DockerBuildArgs(
                 context=context,
                 dockerfile=str(Path(context) / "Dockerfile"),

@@ -32,10 +32,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra import flavours
+
 NAMESPACE = "juvini"
 
 #: Notebook image flavours built from ``images/``; users pick among the allowed ones at spawn.
-NOTEBOOK_FLAVOURS: tuple[str, ...] = ("base", "datascience", "pyspark")
+NOTEBOOK_FLAVOURS: tuple[str, ...] = flavours.NAMES
 
 _DOCKER_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -498,7 +500,7 @@ class HubSettings(Section):
 class SpawnerSettings(Section):
     """Users' servers: images offered, limits, timeouts, culling."""
 
-    allowed_images: list[Literal["base", "datascience", "pyspark"]] = Field(
+    allowed_images: list[Literal[flavours.NAMES]] = Field(  # type: ignore[valid-type]
         ["datascience", "pyspark", "base"],
         min_length=1,
         description="Notebook images users may pick at spawn; the first is the default.",

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from infra import outputs  # noqa: E402
-from infra.images import CONTEXTS, context_path  # noqa: E402
+from infra.flavours import FLAVOURS  # noqa: E402
+from infra.images import HUB_FOLDER, context_path  # noqa: E402
 from infra.settings import parse_settings  # noqa: E402
 from tests.e2e.conftest import _free_port, lab_config, remove_stack_objects  # noqa: E402
 from tests.support.lab_client import LabUser, wait_for  # noqa: E402
@@ -50,24 +51,28 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+#: Build context of each image the benchmark builds.
+FOLDERS = {"hub": HUB_FOLDER} | {flavour.name: flavour.folder for flavour in FLAVOURS}
+
+
 def timed_build(role: str, tag: str, args: dict[str, str], no_cache: bool) -> float:
-    argv = ["/usr/bin/docker", "build", "-q", "-t", tag, "-f", f"{context_path(role)}/Dockerfile"]
+    argv = ["/usr/bin/docker", "build", "-q", "-t", tag, "-f", f"{context_path(FOLDERS[role])}/Dockerfile"]
     argv += ["--no-cache"] if no_cache else []
     for key, value in args.items():
         argv += ["--build-arg", f"{key}={value}"]
-    argv.append(context_path(role))
+    argv.append(context_path(FOLDERS[role]))
     started = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True, env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"})
     return time.perf_counter() - started
 
 
 def build_figures(client: docker.DockerClient, cold: bool, ca_bundle: str) -> None:
-    images = {role: f"juvini-bench-{role}:bench" for role in CONTEXTS}
+    images = {role: f"juvini-bench-{role}:bench" for role in FOLDERS}
     print("\nimage builds (BuildKit, local base image)")
     print(f"  {'image':<14}{'warm s':>9}{'cold s':>9}{'size MB':>10}")
     parents = {"hub": "juvini-base:bookworm", "base": "juvini-base:bookworm"}
     parents |= {"datascience": images["base"], "pyspark": images["datascience"]}
-    for role in CONTEXTS:
+    for role in FOLDERS:
         args = {"BASE_IMAGE": parents[role], "EXTRA_CA_CERTS": ca_bundle, "JUVINI_VERSION": "bench"}
         warm = timed_build(role, images[role], args, no_cache=False)
         cold_seconds = f"{timed_build(role, images[role], args, no_cache=True):9.1f}" if cold else f"{'-':>9}"
@@ -179,7 +184,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="also time --no-cache builds (slow)")
     parser.add_argument("--users", default="1,10,20", help="concurrent users per round")
-    parser.add_argument("--flavour", default="base", choices=list(CONTEXTS)[1:], help="notebook image to spawn")
+    parser.add_argument(
+        "--flavour", default="base", choices=[flavour.name for flavour in FLAVOURS], help="notebook image to spawn"
+    )
     args = parser.parse_args()
     counts = [int(value) for value in args.users.split(",")]
     client = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=600)

@@ -38,7 +38,7 @@ import requests
 from docker.errors import NotFound
 
 from infra import outputs
-from infra.images import DISPLAY_NAMES
+from infra.flavours import BY_NAME as FLAVOURS
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
 from tests.integration.test_cifs import kernel_cifs_support
 from tests.support import peers
@@ -61,7 +61,7 @@ LOGIN_TIMEOUT = 90
 #: The login cookie JupyterHub sets once a user is authenticated (and allowed).
 LOGIN_COOKIE = "jupyterhub-hub-login"
 LOGIN_ERROR = "Invalid username or password"
-BASE_IMAGE = DISPLAY_NAMES["base"]
+BASE_IMAGE = FLAVOURS["base"].display_name
 
 #: The shares the lab gets where the kernel mounts cifs: the team share at ~/team, with a
 #: service account (bob's file-server login: not alice's own), and each user's home on the

@@ -15,7 +15,7 @@ import docker
 import pytest
 import requests
 
-from infra.images import DISPLAY_NAMES
+from infra.flavours import BY_NAME as FLAVOURS
 from tests.e2e.conftest import IDLE_TIMEOUT, STACK, Lab
 from tests.support.lab_client import LabUser, wait_for
 
@@ -42,7 +42,7 @@ def alice(lab: Lab) -> LabUser:
 
 @pytest.fixture
 def alice_server(lab: Lab, alice: LabUser) -> Iterator[LabUser]:
-    alice.start_server(DISPLAY_NAMES["datascience"])
+    alice.start_server(FLAVOURS["datascience"].display_name)
     yield alice
     if alice.model().get("servers"):
         alice.stop_server()
@@ -69,7 +69,7 @@ def test_untrusted_clients_and_plain_http_are_refused(lab: Lab) -> None:
 
 @pytest.mark.parametrize("flavour", ["base", "datascience", "pyspark"])
 def test_a_user_picks_each_allowed_image_and_the_server_starts(lab: Lab, alice: LabUser, flavour: str) -> None:
-    alice.start_server(DISPLAY_NAMES[flavour])
+    alice.start_server(FLAVOURS[flavour].display_name)
     try:
         container = user_container(lab, "alice")
         assert container is not None
@@ -106,7 +106,7 @@ def test_files_persist_on_the_host_and_the_shared_folder_is_shared(lab: Lab, ali
     bob = lab.user("bob")
     bob.sign_up()
     bob.log_in()
-    bob.start_server(DISPLAY_NAMES["base"])
+    bob.start_server(FLAVOURS["base"].display_name)
     try:
         assert bob.run_code("print(open('/home/labuser/shared/from-alice.txt').read())").strip() == "for everyone"
         assert "persist.txt" not in bob.run_code("import os; print(os.listdir('/home/labuser'))")
@@ -139,11 +139,11 @@ def test_users_may_pip_install_and_it_persists_in_their_folder(lab: Lab, alice_s
 
 
 def test_stopping_removes_the_container_and_a_new_start_finds_the_files(lab: Lab, alice: LabUser) -> None:
-    alice.start_server(DISPLAY_NAMES["base"])
+    alice.start_server(FLAVOURS["base"].display_name)
     alice.run_code("open('/home/labuser/kept.txt', 'w').write('still here')")
     alice.stop_server()
     wait_for("alice's container to be removed", lambda: user_container(lab, "alice") is None, timeout=60)
-    alice.start_server(DISPLAY_NAMES["base"])
+    alice.start_server(FLAVOURS["base"].display_name)
     try:
         assert alice.run_code("print(open('/home/labuser/kept.txt').read())").strip() == "still here"
     finally:
@@ -151,7 +151,7 @@ def test_stopping_removes_the_container_and_a_new_start_finds_the_files(lab: Lab
 
 
 def test_pyspark_kernel_runs_a_local_job_with_the_configured_driver_memory(alice: LabUser) -> None:
-    alice.start_server(DISPLAY_NAMES["pyspark"])
+    alice.start_server(FLAVOURS["pyspark"].display_name)
     try:
         kernels = alice.server_api("GET", "api/kernelspecs").json()["kernelspecs"]
         assert {"python3", "pyspark"} <= set(kernels)
@@ -203,7 +203,7 @@ def spark_bindings(container: docker.models.containers.Container) -> dict[int, i
 
 
 def test_spark_ports_are_allocated_published_and_released(lab: Lab, alice: LabUser) -> None:
-    alice.start_server(DISPLAY_NAMES["pyspark"])
+    alice.start_server(FLAVOURS["pyspark"].display_name)
     try:
         container = user_container(lab, "alice")
         assert container is not None
@@ -229,7 +229,7 @@ def test_spark_ports_are_allocated_published_and_released(lab: Lab, alice: LabUs
     finally:
         alice.stop_server()
     # Released: the freed pair is handed out again.
-    alice.start_server(DISPLAY_NAMES["base"])
+    alice.start_server(FLAVOURS["base"].display_name)
     try:
         container = user_container(lab, "alice")
         assert container is not None
@@ -245,7 +245,7 @@ def test_when_spark_ports_run_out_the_next_user_gets_a_clear_message(lab: Lab) -
             user = lab.user(f"sparky{index}")
             user.sign_up()
             user.log_in()
-            response = user.request_server(DISPLAY_NAMES["base"])
+            response = user.request_server(FLAVOURS["base"].display_name)
             if response.status_code in (201, 202):
                 started.append(user)
                 wait_for(f"{user.name}'s server", user._ready_server, timeout=300, interval=1)

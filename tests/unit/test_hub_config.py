@@ -29,8 +29,8 @@ from oauthenticator.github import GitHubOAuthenticator
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from infra.flavours import BY_NAME as FLAVOURS
 from infra.hub_config import LDAP_CA_PATH, STATE_DIR, render_hub_config
-from infra.images import DISPLAY_NAMES
 from infra.naming import Naming
 from infra.settings import NOTEBOOK_FLAVOURS, Settings, memory_bytes, parse_settings
 from juvini_hub.auth import JuviniLDAPAuthenticator
@@ -397,9 +397,9 @@ def test_allowed_images_default_order(load: Load) -> None:
     loaded = load()
     images = loaded.notebook_images
     assert list(loaded.config.DockerSpawner.allowed_images.items()) == [
-        (DISPLAY_NAMES["datascience"], images["datascience"]),
-        (DISPLAY_NAMES["pyspark"], images["pyspark"]),
-        (DISPLAY_NAMES["base"], images["base"]),
+        (FLAVOURS["datascience"].display_name, images["datascience"]),
+        (FLAVOURS["pyspark"].display_name, images["pyspark"]),
+        (FLAVOURS["base"].display_name, images["base"]),
     ]
     assert loaded.config.DockerSpawner.image == images["datascience"]
 
@@ -408,8 +408,8 @@ def test_allowed_images_follow_the_setting_and_first_is_default(load: Load) -> N
     loaded = load(variant="custom")
     images = loaded.notebook_images
     assert list(loaded.config.DockerSpawner.allowed_images.items()) == [
-        (DISPLAY_NAMES["pyspark"], images["pyspark"]),
-        (DISPLAY_NAMES["base"], images["base"]),
+        (FLAVOURS["pyspark"].display_name, images["pyspark"]),
+        (FLAVOURS["base"].display_name, images["base"]),
     ]
     assert loaded.config.DockerSpawner.image == images["pyspark"]
 

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from infra import outputs
-from infra.images import CONTEXTS
+from infra.flavours import BY_NAME as FLAVOURS
+from infra.images import HUB_FOLDER
 from tests.support.pulumi_mocks import MOCK_PRIVATE_KEY, ProgramFailed, ProgramRun, run_program
 
 pytestmark = pytest.mark.unit
@@ -152,8 +153,9 @@ def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -
     assert set(images) == {"hub", "base", "datascience", "pyspark"}
     for role, image in images.items():
         build = image.inputs["build"]
-        assert build["context"].endswith(f"images/{CONTEXTS[role]}"), image
-        assert (ROOT / "images" / CONTEXTS[role] / "Dockerfile").is_file(), image
+        folder = HUB_FOLDER if role == "hub" else FLAVOURS[role].folder
+        assert build["context"].endswith(f"images/{folder}"), image
+        assert (ROOT / "images" / folder / "Dockerfile").is_file(), image
         assert build["builderVersion"] == "BuilderBuildKit", image
         assert image.inputs["skipPush"] is True, image
         assert "EXTRA_CA_CERTS" in build["args"], image
