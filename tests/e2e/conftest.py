@@ -4,6 +4,7 @@ engine (through the provider double), and torn down after the tier.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import tempfile
@@ -65,6 +66,40 @@ class Lab:
         return self.deployment.destroy()
 
 
+#: What a server that stops writes or removes itself: its runtime files, IPython's history database.
+_CHANGED_BY_A_STOPPING_SERVER = (".local/share/jupyter/runtime", ".ipython")
+
+
+def user_data(folder: Path) -> dict[str, str]:
+    """Every file and folder below ``folder``: relative path -> content digest ('dir' for folders).
+
+    Leaves out what users' servers change themselves when destroy stops them.
+    """
+    return {
+        str(path.relative_to(folder)): "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if not path.is_symlink() and not any(part in str(path) for part in _CHANGED_BY_A_STOPPING_SERVER)
+    }
+
+
+def destroy_and_check(lab: Lab, stack: str) -> None:
+    """`pulumi destroy` through the double: the stack's objects go, users' data stays as it was.
+
+    Runs as the lab fixture's finalizer, after every test that used the lab, whichever ran.
+    """
+    users, shared = lab.path("usersDir"), lab.path("sharedDir")
+    before = {"usersDir": user_data(users), "sharedDir": user_data(shared)}
+    assert before["usersDir"], "the e2e tier started servers, so users' folders exist before destroy"
+    errors = lab.destroy()
+    assert not errors, errors
+    label = f"org.juvini.stack={stack}"
+    assert lab.docker.containers.list(all=True, filters={"label": label}) == []
+    assert lab.docker.networks.list(filters={"label": label}) == []
+    assert {"usersDir": user_data(users), "sharedDir": user_data(shared)} == before, "destroy changed user data"
+    assert not lab.path("tlsDir").exists(), "TLS material belongs to the stack and goes with it"
+    assert lab.path("hubStateDir").is_dir(), "the hub database is kept"
+
+
 def lab_config(root: Path, port: int) -> dict[str, Any]:
     return {
         "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
@@ -115,8 +150,7 @@ def lab() -> Iterator[Lab]:
     yield lab
     try:
         if not lab.destroyed:
-            errors = lab.destroy()
-            assert not errors, errors
+            destroy_and_check(lab, STACK)
     finally:
         remove_stack_objects(client, STACK)
         shutil.rmtree(root, ignore_errors=True)
