@@ -8,10 +8,13 @@ allows removing it). Privileged steps run through ``sudo -n`` for a non-root SSH
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 import pulumi
 from pulumi_command import remote
 
+from infra.aliases import FormerParent, former
+from infra.naming import Naming
 from infra.rendering import render
 from infra.settings import Settings
 
@@ -64,6 +67,11 @@ def folder_scripts(settings: Settings) -> tuple[str, str]:
         "allow_data_removal": settings.allow_data_removal,
     }
     return render("host-folders.sh.j2", **values), render("host-folders-delete.sh.j2", **values)
+
+
+def user_servers_delete_script(naming: Naming) -> str:
+    """Script removing the stack's users' servers (the hub's containers, not the stack's resources)."""
+    return render("host-user-servers-delete.sh.j2", stack=naming.stack, project=naming.project)
 
 
 def file_script(settings: Settings, path: str, mode: str) -> str:
@@ -119,4 +127,24 @@ class Host(pulumi.ComponentResource):
             stdin=content,
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts),
+        )
+
+    def user_servers_cleanup(
+        self, naming: Naming, after: Sequence[pulumi.Resource], formerly: FormerParent | None = None
+    ) -> remote.Command:
+        """Removes users' servers on destroy: they are the hub's containers, not the stack's.
+
+        ``after``: what must outlive users' servers (the users' network: Docker refuses to remove
+        a network with containers attached). Make the hub container depend on the command:
+        destroy, in reverse order, then removes the hub, then users' servers, then the network.
+        ``formerly``: the component that held the command before (the alias keeps it).
+        """
+        return remote.Command(
+            f"{self.pulumi_resource_name}-user-servers-cleanup",
+            connection=self.connection,
+            create=privileged(self._settings, "true"),  # proves early that privileged steps work
+            delete=privileged(self._settings, user_servers_delete_script(naming)),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*after, *self.ready], aliases=former(formerly, "user-servers-cleanup")
+            ),
         )

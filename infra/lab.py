@@ -1,16 +1,19 @@
-"""The whole lab on one Docker host: host setup, TLS, networks, images, hub."""
+"""The whole lab on one Docker host: host setup, TLS, networks, images, shares, secrets, proxy, hub."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
 
-from infra import outputs
+from infra import hub, outputs
+from infra.aliases import FormerParent
 from infra.host import Host
 from infra.hub import Hub
 from infra.images import Images
+from infra.lab_secrets import Secrets
 from infra.naming import Naming
 from infra.network import Networks
+from infra.proxy import Proxy
 from infra.settings import Settings
 from infra.shares import Shares
 from infra.tls import Tls
@@ -28,23 +31,45 @@ class Lab(pulumi.ComponentResource):
         self.docker_provider = docker.Provider(
             f"{name}-docker", host=settings.docker_host, opts=pulumi.ResourceOptions(parent=self)
         )
+        child = pulumi.ResourceOptions(parent=self)
         # Children inherit the provider, so every Docker object lands on this stack's host.
         on_host = pulumi.ResourceOptions(parent=self, providers={"docker": self.docker_provider})
 
-        self.host = Host(f"{name}-host", settings, opts=pulumi.ResourceOptions(parent=self))
-        self.tls = Tls(f"{name}-tls", settings, self.host, opts=pulumi.ResourceOptions(parent=self))
+        self.host = Host(f"{name}-host", settings, opts=child)
+        self.tls = Tls(f"{name}-tls", settings, self.host, opts=child)
         self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
         self.shares = Shares(f"{name}-shares", settings, naming, opts=on_host)
-        self.hub = Hub(
-            f"{name}-hub",
+
+        hub_name = f"{name}-hub"
+        # The Hub component held the secrets, the proxy and the clean-up command until they moved
+        # out (issue 7): their aliases keep existing stacks' resources instead of replacing them.
+        in_hub = FormerParent.of(hub_name, hub.TYPE, parent=self)
+        self.secrets = Secrets(f"{name}-secrets", formerly=in_hub, opts=child)
+        self.proxy = Proxy(
+            f"{name}-proxy",
             settings,
             naming,
-            self.host,
-            self.tls,
-            self.networks,
-            self.images,
-            self.shares,
+            proxy_token=self.secrets.proxy_token.hex,
+            images=self.images,
+            networks=self.networks,
+            after=[*self.host.ready, *self.tls.files],
+            formerly=in_hub,
+            opts=on_host,
+        )
+        self.user_servers_cleanup = self.host.user_servers_cleanup(
+            naming, after=[self.networks.users_network], formerly=in_hub
+        )
+        self.hub = Hub(
+            hub_name,
+            settings,
+            naming,
+            host=self.host,
+            secrets=self.secrets,
+            images=self.images,
+            networks=self.networks,
+            # Destroy runs in reverse: the hub, then users' servers, then the users' network.
+            after=[self.proxy.container, self.user_servers_cleanup, self.shares],
             opts=on_host,
         )
 
@@ -68,6 +93,6 @@ def export_outputs(lab: Lab) -> None:
     pulumi.export(outputs.CA_CERTIFICATE, lab.ca_certificate)
     pulumi.export(outputs.IMAGES, lab.image_references)
     pulumi.export(outputs.ADMIN_USERS, lab.admin_users)
-    pulumi.export(outputs.HUB_CONTAINER, lab.hub.hub_container.name)
-    pulumi.export(outputs.PROXY_CONTAINER, lab.hub.proxy_container.name)
+    pulumi.export(outputs.HUB_CONTAINER, lab.hub.container.name)
+    pulumi.export(outputs.PROXY_CONTAINER, lab.proxy.container.name)
     pulumi.export(outputs.NETWORKS, {"hub": lab.networks.hub_network.name, "users": lab.networks.users_network.name})

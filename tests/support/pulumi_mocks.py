@@ -3,8 +3,12 @@
 ``pulumi.runtime.set_mocks`` is how Pulumi documents unit testing: no engine, no
 providers; each resource registration reaches a mock monitor. This module's monitor
 records every registration (type, name, inputs, which inputs are secret, parent,
-explicit dependencies, provider) so tests can assert on them, and hands back
+explicit dependencies, provider, aliases) so tests can assert on them, and hands back
 deterministic outputs for the few resources whose outputs the program consumes.
+
+URNs are made as the engine makes them (the parent's whole type chain, the root stack left
+out), not as the stock mock monitor does, so they are those a real stack's state holds and
+aliases can be checked against them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,22 @@ from pulumi.runtime import rpc
 SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi's wire format puts on secret values
 MOCK_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n"
 MOCK_CERT = "-----BEGIN CERTIFICATE-----\nMOCK-{name}\n-----END CERTIFICATE-----\n"
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def engine_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
+    """The URN the engine gives ``name`` of ``type_`` under the resource ``parent`` (a URN, or "").
+
+    Like the engine's ``resource.NewURN``: the type is qualified by the parent's whole type chain,
+    except under the root stack. The stock mock keeps only the parent's last type, and the
+    stack's (pulumi/pulumi#8637), so its URNs are not a real state's below the first level.
+    """
+    qualified = type_
+    if parent:
+        parent_type = parent.split("::")[2]
+        if parent_type != ROOT_STACK_TYPE:
+            qualified = f"{parent_type}${type_}"
+    return f"urn:pulumi:{stack}::{project}::{qualified}::{name}"
 
 
 @dataclass
@@ -37,6 +57,8 @@ class Registration:
     dependencies: list[str]
     provider: str
     custom: bool
+    #: Full URNs of the aliases it declared (resolved as the engine resolves alias specs).
+    aliases: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.urn
@@ -154,6 +176,31 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.lab_mocks = mocks
         self.registrations: list[Registration] = []
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        return engine_urn(pulumi.get_stack(), pulumi.get_project(), parent, type_, name)
+
+    def alias_urns(self, request: Any) -> list[str]:
+        """The request's aliases as full URNs: an alias spec's unset parts default to the resource's own."""
+        urns = list(request.aliasURNs)  # SDKs that compute URNs themselves send these
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                urns.append(alias.urn)
+                continue
+            spec = alias.spec
+            # As the engine reads a spec: an empty parentUrn (what the SDK sends for an alias
+            # without parent) means the resource's current parent.
+            parent = "" if spec.noParent else spec.parentUrn or request.parent
+            urns.append(
+                engine_urn(
+                    spec.stack or pulumi.get_stack(),
+                    spec.project or pulumi.get_project(),
+                    parent,
+                    spec.type or request.type,
+                    spec.name or request.name,
+                )
+            )
+        return urns
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
@@ -169,6 +216,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     provider=request.provider,
                     custom=request.custom,
+                    aliases=self.alias_urns(request),
                 )
             )
         return response

@@ -15,7 +15,7 @@ import yaml
 from infra import outputs
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.images import HUB_FOLDER
-from tests.support.pulumi_mocks import MOCK_PRIVATE_KEY, ProgramFailed, ProgramRun, run_program
+from tests.support.pulumi_mocks import MOCK_PRIVATE_KEY, ProgramFailed, ProgramRun, Registration, run_program
 
 pytestmark = pytest.mark.unit
 
@@ -24,6 +24,9 @@ CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/image:Image"
 NETWORK = "docker:index/network:Network"
 COMMAND = "command:remote:Command"
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+LAB = "juvini:index:Lab"
+HUB = "juvini:index:Hub"
 PROD_SECRETS = {
     "searchPassword": "service-account-password",
     "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
@@ -62,7 +65,7 @@ def prod() -> ProgramRun:
 
 def test_every_component_is_registered_once(dev: ProgramRun) -> None:
     types = [r.type for r in dev.registrations]
-    for token in ("Lab", "Host", "Tls", "Networks", "Images", "Hub"):
+    for token in ("Lab", "Host", "Tls", "Networks", "Images", "Shares", "Secrets", "Proxy", "Hub"):
         assert types.count(f"juvini:index:{token}") == 1, token
 
 
@@ -174,25 +177,41 @@ def test_prod_images_are_pushed_to_the_registry(prod: ProgramRun) -> None:
         assert image.inputs["skipPush"] is False, image
 
 
-def test_hub_waits_for_host_tls_images_and_networks(dev: ProgramRun) -> None:
+def test_proxy_waits_for_tls_files_networks_images_and_host(dev: ProgramRun) -> None:
+    proxy = dev.named("juvini-dev-proxy-proxy")
+    assert dev.by_urn[proxy.parent].type == "juvini:index:Proxy", proxy
+    needed = [
+        *(r for r in dev.registrations if r.type in (IMAGE, NETWORK)),
+        *(r for r in dev.of_type(COMMAND) if r.name.startswith(("juvini-dev-tls-", "juvini-dev-host-"))),
+    ]
+    for registration in needed:
+        if registration.name == "juvini-dev-host-user-servers-cleanup":
+            continue  # the proxy has no users' servers to outlive
+        assert dev.depends_on(proxy, registration), f"{proxy} does not wait for {registration}"
+    assert {"juvini-dev-tls-server-key-file", "juvini-dev-tls-server-cert-file"} <= {r.name for r in needed}
+
+
+def test_hub_waits_for_the_proxy_and_everything_it_waits_for(dev: ProgramRun) -> None:
     hub = dev.named("juvini-dev-hub-hub")
     needed = [r for r in dev.registrations if r.type in (COMMAND, IMAGE, NETWORK)]
     for registration in needed:
         assert dev.depends_on(hub, registration), f"{hub} does not wait for {registration}"
-    assert dev.depends_on(hub, dev.named("juvini-dev-hub-proxy")), hub
+    assert dev.depends_on(hub, dev.named("juvini-dev-proxy-proxy")), hub
 
 
 def test_users_servers_are_removed_after_the_hub_and_before_their_network(dev: ProgramRun) -> None:
-    cleanup = dev.named("juvini-dev-hub-user-servers-cleanup")
+    cleanup = dev.named("juvini-dev-host-user-servers-cleanup")
+    assert dev.by_urn[cleanup.parent].type == "juvini:index:Host", cleanup
     assert "label=org.juvini.stack=dev" in cleanup.inputs["delete"], cleanup
     assert "docker rm --force" in cleanup.inputs["delete"], cleanup
     # Destroy runs in reverse dependency order: hub, then this, then the network.
     assert dev.depends_on(cleanup, dev.named("juvini-dev-networks-users")), cleanup
     assert dev.depends_on(dev.named("juvini-dev-hub-hub"), cleanup), cleanup
+    assert not dev.depends_on(cleanup, dev.named("juvini-dev-hub-hub")), cleanup
 
 
 def test_proxy_serves_https_on_the_configured_port_with_the_stacks_cert(dev: ProgramRun) -> None:
-    proxy = dev.named("juvini-dev-hub-proxy")
+    proxy = dev.named("juvini-dev-proxy-proxy")
     assert proxy.inputs["name"] == "juvini-dev-proxy", proxy
     assert proxy.inputs["ports"] == [{"internal": 8000, "external": 8443, "ip": "0.0.0.0"}], proxy
     command = proxy.inputs["command"]
@@ -204,10 +223,20 @@ def test_proxy_serves_https_on_the_configured_port_with_the_stacks_cert(dev: Pro
     assert (mount["source"], mount["readOnly"]) == ("/etc/jupyterhub/ssl", True), proxy
     assert proxy.inputs["restart"] == "unless-stopped", proxy
     assert "hub/health" in " ".join(proxy.inputs["healthcheck"]["tests"]), proxy
+    assert proxy.inputs["image"] == "juvini-dev-hub:0.1.0", proxy
+    networks = [n["name"] for n in proxy.inputs["networksAdvanced"]]
+    assert networks == ["juvini-dev-hub-net", "juvini-dev-users-net"], proxy
+
+
+def test_proxy_gets_the_proxy_token_alone_and_as_a_secret(dev: ProgramRun) -> None:
+    proxy = dev.named("juvini-dev-proxy-proxy")
+    (entry,) = proxy.inputs["envs"]
+    assert entry == f"CONFIGPROXY_AUTH_TOKEN={_mock_hex(dev.named('juvini-dev-secrets-proxy-token'))}", proxy
+    assert proxy.secret_inputs == {"envs"}, f"{proxy} secrets: {proxy.secret_inputs}"
 
 
 def test_prod_proxy_redirects_plain_http(prod: ProgramRun) -> None:
-    proxy = prod.named("juvini-prod-hub-proxy")
+    proxy = prod.named("juvini-prod-proxy-proxy")
     assert {port["external"] for port in proxy.inputs["ports"]} == {443, 80}, proxy
     assert "--redirect-to=443" in proxy.inputs["command"], proxy
 
@@ -226,17 +255,84 @@ def test_hub_container_gets_config_socket_state_and_secrets(dev: ProgramRun) -> 
     env_names = sorted(entry.split("=", 1)[0] for entry in hub.inputs["envs"])
     assert env_names == ["CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"], hub
     assert hub.secret_inputs == {"envs"}, f"{hub} secrets: {hub.secret_inputs}"
+    assert hub.inputs["image"] == "juvini-dev-hub:0.1.0", hub
     networks = [n["name"] for n in hub.inputs["networksAdvanced"]]
     assert networks == ["juvini-dev-hub-net", "juvini-dev-users-net"], hub
 
 
-def test_secrets_are_generated_once_per_stack(dev: ProgramRun) -> None:
-    generated = {r.name: r.inputs["length"] for r in dev.of_type("random:index/randomBytes:RandomBytes")}
-    assert generated == {
-        "juvini-dev-hub-cookie-secret": 32,
-        "juvini-dev-hub-proxy-token": 32,
-        "juvini-dev-hub-crypt-key": 32,
+def _mock_hex(generated: Registration) -> str:
+    """The ``hex`` the mocks give a RandomBytes (distinct per resource name)."""
+    return f"{generated.name}-hex".encode().hex()[:64].ljust(64, "0")
+
+
+def test_secrets_are_generated_once_per_stack_in_their_component(dev: ProgramRun) -> None:
+    generated = {r.name: r for r in dev.of_type(RANDOM_BYTES)}
+    assert {name: r.inputs["length"] for name, r in generated.items()} == {
+        "juvini-dev-secrets-cookie-secret": 32,
+        "juvini-dev-secrets-proxy-token": 32,
+        "juvini-dev-secrets-crypt-key": 32,
     }
+    for registration in generated.values():
+        assert dev.by_urn[registration.parent].type == "juvini:index:Secrets", registration
+    hub_env = dict(entry.split("=", 1) for entry in dev.named("juvini-dev-hub-hub").inputs["envs"])
+    assert hub_env == {
+        "CONFIGPROXY_AUTH_TOKEN": _mock_hex(generated["juvini-dev-secrets-proxy-token"]),
+        "JPY_COOKIE_SECRET": _mock_hex(generated["juvini-dev-secrets-cookie-secret"]),
+        "JUPYTERHUB_CRYPT_KEY": _mock_hex(generated["juvini-dev-secrets-crypt-key"]),
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_generated_secrets_appear_only_in_secret_inputs(stack: str, request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    values = {_mock_hex(r) for r in run.of_type(RANDOM_BYTES)}
+    assert len(values) == 3
+    seen = 0
+    for registration in run.registrations:
+        inputs = registration.inputs
+        plain = repr({key: value for key, value in inputs.items() if key not in registration.secret_inputs})
+        secret = repr({key: value for key, value in inputs.items() if key in registration.secret_inputs})
+        assert not any(value in plain for value in values), f"{registration} holds a generated secret in plain inputs"
+        seen += sum(value in secret for value in values)
+    assert seen == 4, "the hub gets the three secrets, the proxy the proxy token"
+    assert not any(value in repr(run.outputs) for value in values)
+
+
+def _engine_urn(stack: str, types: list[str], name: str) -> str:
+    """The URN the engine records for ``name`` whose type and parents' types are ``types`` (outermost first)."""
+    return f"urn:pulumi:{stack}::juvini::{'$'.join(types)}::{name}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_resources_moved_out_of_the_hub_keep_their_urns_through_aliases(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    prefix = f"juvini-{stack}"
+    # Unmoved resources keep their URNs, as the engine writes them (the mocks' are the engine's).
+    registered = {r.urn for r in run.registrations}
+    for unmoved in (
+        _engine_urn(stack, [LAB, HUB], f"{prefix}-hub"),
+        _engine_urn(stack, [LAB, HUB, CONTAINER], f"{prefix}-hub-hub"),
+    ):
+        assert unmoved in registered, f"{unmoved} is gone: the hub container would be replaced"
+    # Before issue 7 these were children of the Hub component (git show 219a6a5:infra/hub.py).
+    moved = {
+        f"{prefix}-secrets-cookie-secret": _engine_urn(stack, [LAB, HUB, RANDOM_BYTES], f"{prefix}-hub-cookie-secret"),
+        f"{prefix}-secrets-proxy-token": _engine_urn(stack, [LAB, HUB, RANDOM_BYTES], f"{prefix}-hub-proxy-token"),
+        f"{prefix}-secrets-crypt-key": _engine_urn(stack, [LAB, HUB, RANDOM_BYTES], f"{prefix}-hub-crypt-key"),
+        f"{prefix}-proxy-proxy": _engine_urn(stack, [LAB, HUB, CONTAINER], f"{prefix}-hub-proxy"),
+        f"{prefix}-host-user-servers-cleanup": _engine_urn(
+            stack, [LAB, HUB, COMMAND], f"{prefix}-hub-user-servers-cleanup"
+        ),
+    }
+    for name, old_urn in moved.items():
+        registration = run.named(name)
+        assert registration.urn != old_urn, f"{registration} did not move"
+        assert old_urn not in registered, f"{old_urn} is still declared"
+        assert old_urn in registration.aliases, (
+            f"{registration} has no alias for {old_urn}: existing stacks would replace it ({registration.aliases})"
+        )
 
 
 def test_prod_ldap_password_reaches_the_hub_only_as_a_secret_env(prod: ProgramRun) -> None:
@@ -305,6 +401,20 @@ def test_shares_reach_the_spawner_without_their_passwords(with_shares: ProgramRu
     assert "team-share-pw" not in config
 
 
+def test_kerberos_config_is_the_hubs_host_file_and_the_hub_waits_for_it() -> None:
+    config = stack_config("prod")
+    config["auth"]["ldap"]["searchPassword"] = PROD_SECRETS["searchPassword"]
+    config["host"]["sshPrivateKey"] = PROD_SECRETS["sshPrivateKey"]
+    config["kerberos"] = {"enabled": True, "realm": "CORP.EXAMPLE.ORG", "kdcs": ["dc1.corp.example.org"]}
+    run = run_program(config, secret_keys=["auth", "host"], stack="prod")
+    krb5 = run.named("juvini-prod-hub-krb5-conf")
+    # Not moved: still the Hub's, under the URN existing stacks hold.
+    assert krb5.urn == _engine_urn("prod", [LAB, HUB, COMMAND], "juvini-prod-hub-krb5-conf"), krb5
+    assert "CORP.EXAMPLE.ORG" in krb5.inputs["stdin"], krb5
+    assert run.depends_on(run.named("juvini-prod-hub-hub"), krb5), krb5
+    assert not run.depends_on(run.named("juvini-prod-proxy-proxy"), krb5), "the proxy does not need krb5.conf"
+
+
 def test_stack_outputs(dev: ProgramRun) -> None:
     assert dev.outputs[outputs.HUB_URL] == "https://localhost:8443/"
     assert dev.outputs[outputs.CA_CERTIFICATE].startswith("-----BEGIN CERTIFICATE-----")
@@ -316,6 +426,17 @@ def test_stack_outputs(dev: ProgramRun) -> None:
         "pyspark": "juvini-dev-notebook-pyspark:0.1.0",
     }
     assert dev.outputs[outputs.NETWORKS] == {"hub": "juvini-dev-hub-net", "users": "juvini-dev-users-net"}
+    assert dev.outputs[outputs.HUB_CONTAINER] == "juvini-dev-hub"
+    assert dev.outputs[outputs.PROXY_CONTAINER] == "juvini-dev-proxy"
+    assert set(dev.outputs) == {
+        outputs.HUB_URL,
+        outputs.CA_CERTIFICATE,
+        outputs.IMAGES,
+        outputs.ADMIN_USERS,
+        outputs.HUB_CONTAINER,
+        outputs.PROXY_CONTAINER,
+        outputs.NETWORKS,
+    }
 
 
 def test_stack_outputs_hold_no_secret(dev: ProgramRun, prod: ProgramRun) -> None:
