@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Any
+
 import pytest
 import yaml
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
 
 from infra import reference
-from infra.settings import Settings
+from infra.settings import SECRET_KEYS, PortRange, Section, Settings
 
 pytestmark = pytest.mark.unit
 
@@ -43,12 +48,64 @@ def test_declared_primitive_defaults_equal_the_models() -> None:
             assert declaration["default"] == {}, key
 
 
-def test_reference_lists_every_leaf_key_and_marks_secrets() -> None:
-    table = reference.markdown_reference()
-    for dotted in ("labUser.uid", "paths.sharedDir", "spark.driverPorts", "auth.ldap.userAttribute"):
-        assert f"`juvini:{dotted}`" in table, dotted
-    ldap_password = next(line for line in table.splitlines() if "auth.ldap.searchPassword" in line)
-    assert "secret string" in ldap_password
+def _leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every key below ``model``, from the model itself: a new key cannot be forgotten here."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{to_camel(name)}"
+        annotation: Any = field.annotation
+        item = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            keys += _leaf_keys(annotation, f"{key}.")
+        elif isinstance(item, type) and issubclass(item, Section):
+            keys += [key, *_leaf_keys(item, f"{key}[].")]
+        else:
+            keys.append(key)
+    return keys
+
+
+def _rows() -> dict[str, str]:
+    rows = {}
+    for line in reference.markdown_reference().splitlines()[2:]:
+        key = line.split("|")[1].strip().strip("`").removeprefix("juvini:")
+        rows[key] = line
+    return rows
+
+
+def test_reference_lists_every_leaf_key_once_in_model_order() -> None:
+    assert list(_rows()) == _leaf_keys(Settings)
+
+
+def test_reference_marks_every_secret_and_only_secrets() -> None:
+    for key, line in _rows().items():
+        assert ("| secret string |" in line) == (key in SECRET_KEYS), line
+
+
+def test_reference_shows_each_leafs_default_from_the_model() -> None:
+    defaults = Settings().model_dump(by_alias=True, mode="json")
+    for key, line in _rows().items():
+        if "[]" in key or key == "cifs.shares":
+            continue
+        value: Any = defaults
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(value, dict) and set(value) == {"first", "last"}:
+            value = str(PortRange(**value))
+        shown = line.split("|")[3].strip()
+        assert (shown == "—") if value is None else (yaml.safe_load(shown.strip("`")) == value), line
+
+
+def test_every_section_has_a_description_and_every_key_too() -> None:
+    assert all("|  |" not in line for line in _rows().values())
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+
+
+def test_pulumi_yaml_asks_the_cli_to_type_check_the_program() -> None:
+    project = yaml.safe_load(reference.PULUMI_YAML.read_text(encoding="utf-8"))
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["typechecker"] == "mypy"
+    assert project["runtime"]["options"]["virtualenv"] == "venv"
 
 
 def test_stale_files_fail_the_check(tmp_path, monkeypatch) -> None:

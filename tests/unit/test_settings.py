@@ -14,14 +14,25 @@ from typing import Any
 
 import pulumi
 import pytest
-from pydantic import SecretStr
+import yaml
+from pydantic import BaseModel, SecretStr
+from pydantic.alias_generators import to_camel
 
 from infra.settings import (
+    LAB_ENVIRONMENT,
+    LAB_ENVIRONMENT_PREFIXES,
     MAX_CA_BUNDLE_BYTES,
     SECRET_KEYS,
+    SHARED_MOUNT,
+    AuthType,
     ConfigError,
+    GithubAuthSettings,
+    KerberosSettings,
+    LdapSettings,
     LdapTls,
+    NativeAuthSettings,
     PortRange,
+    Section,
     Settings,
     TlsMode,
     load_settings,
@@ -34,21 +45,33 @@ CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUXYZ\n-----END CERTIFICA
 OTHER_CERT = "-----BEGIN CERTIFICATE-----\nMIIBtDCCAVqgAwIBAgIUABC\n-----END CERTIFICATE-----\n"
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEY\n-----END PRIVATE KEY-----\n"
 PROVIDED_TLS = {"mode": "provided", "certificate": CERT, "privateKey": PRIVATE_KEY, "caCertificate": OTHER_CERT}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Section)
+
+
+#: Every top-level section, from the model: a new section cannot be forgotten here.
+SECTIONS = [to_camel(name) for name, field in Settings.model_fields.items() if _is_section(field.annotation)]
+#: Sections inside sections (``auth.ldap``), by the section holding them.
+NESTED_SECTIONS = {
+    to_camel(name): [
+        to_camel(inner) for inner, nested in field.annotation.model_fields.items() if _is_section(nested.annotation)
+    ]
+    for name, field in Settings.model_fields.items()
+    if _is_section(field.annotation)
+    and any(_is_section(nested.annotation) for nested in field.annotation.model_fields.values())
+}
 
 
 def bad(key: str, shown: str, allowed: str) -> str:
-    """A field-level problem: ``juvini:<key>: <bad value> is not allowed: ...<allowed>...``."""
+    """A problem: ``juvini:<key>: <bad value> is not allowed: ...<allowed>...``.
+
+    Every problem has this shape, a field's own or one between keys or sections: the key is
+    the one to change, down to the list item (``cifs.shares[1].mountPath``).
+    """
     return rf"^juvini:{re.escape(key)}: {re.escape(shown)} is not allowed: .*{re.escape(allowed)}"
-
-
-def section(name: str, *parts: str) -> str:
-    """A cross-field problem of one section, naming the keys and values in ``parts``, in order."""
-    return rf"^juvini:{re.escape(name)}: " + ".*".join(re.escape(part) for part in parts)
-
-
-def across(*parts: str) -> str:
-    """A problem spanning sections (reported on the namespace itself), naming keys and values."""
-    return r"^juvini: " + ".*".join(re.escape(part) for part in parts)
 
 
 def unknown(key: str, *allowed: str) -> str:
@@ -117,8 +140,15 @@ def test_defaults_equal_the_model_built_without_any_input() -> None:
 
 def test_every_section_given_empty_is_the_same_as_not_given() -> None:
     # Pulumi.yaml declares each section with the default {}; the stack then hands over "{}".
-    sections = {"host", "labUser", "paths", "tls", "network", "images", "hub", "auth", "spawner", "spark", "swarm"}
-    assert parse_settings({key: {} for key in sections}) == parse_settings({})
+    assert SECTIONS, "the model has no sections"
+    assert parse_settings({key: {} for key in SECTIONS}) == parse_settings({})
+
+
+def test_every_nested_section_given_empty_sets_nothing() -> None:
+    # An empty object is not a setting: {"auth": {"ldap": {}}} is no ldap key set under type native.
+    raw = {key: {name: {} for name in nested} for key, nested in NESTED_SECTIONS.items()}
+    assert NESTED_SECTIONS, "the model has no nested sections"
+    assert parse_settings(raw) == parse_settings({})
 
 
 # --- default/override pairs -----------------------------------------------------------
@@ -155,12 +185,15 @@ def test_https_port_override_changes_the_hub_url() -> None:
 
 
 def test_port_443_is_left_out_of_the_hub_url() -> None:
-    settings = parse_settings({"hub": {"httpsPort": 443, "publicHostname": "lab.example.org"}})
+    settings = parse_settings(
+        {"hub": {"httpsPort": 443, "publicHostname": "lab.example.org"}, "tls": {"dnsNames": ["lab.example.org"]}}
+    )
     assert settings.hub_url == "https://lab.example.org/"
 
 
 def test_ipv6_public_hostname_is_bracketed_in_the_hub_url() -> None:
-    assert parse_settings({"hub": {"publicHostname": "::1"}}).hub_url == "https://[::1]:8443/"
+    settings = parse_settings({"hub": {"publicHostname": "::1"}, "tls": {"ipAddresses": ["::1"]}})
+    assert settings.hub_url == "https://[::1]:8443/"
 
 
 def test_admin_users_are_normalised_to_jupyterhub_usernames() -> None:
@@ -197,7 +230,12 @@ def test_ssh_private_key_file_is_read_as_a_secret(tmp_path: Path) -> None:
 
 
 def test_tls_names_override() -> None:
-    settings = parse_settings({"tls": {"dnsNames": ["lab.example.org", "*.lab.example.org"], "ipAddresses": []}})
+    settings = parse_settings(
+        {
+            "tls": {"dnsNames": ["lab.example.org", "*.lab.example.org"], "ipAddresses": []},
+            "hub": {"publicHostname": "lab.example.org"},
+        }
+    )
     assert settings.tls.dns_names == ["lab.example.org", "*.lab.example.org"]
     assert settings.tls.ip_addresses == []
 
@@ -365,6 +403,14 @@ def _both_key_kinds(tmp_path: Path) -> dict[str, Any]:
 
 
 LDAP_SERVER = {"serverAddress": "ldap.example.org"}
+LDAP_LOGIN: dict[str, Any] = {
+    "type": "ldap",
+    "ldap": {"serverAddress": "ldap.example.org", "bindDnTemplate": ["uid={username},ou=people,dc=example,dc=org"]},
+}
+GITHUB = {"clientId": "Iv1.abc", "clientSecret": "s3cr3t"}
+KERBEROS = {"enabled": True, "realm": "CORP.EXAMPLE.ORG", "kdcs": ["kdc.example.org"]}
+TEAM_SHARE = {"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "team-pw"}
+USER_SHARE = {"name": "home", "unc": "//10.0.0.5/homes", "perUser": True}
 
 INVALID = [
     # unknown keys
@@ -392,7 +438,7 @@ INVALID = [
     pytest.param({"host": {"sshUser": "9bad"}}, bad("host.sshUser", "'9bad'", "[a-z_][a-z0-9_-]"), id="bad-ssh-user"),
     pytest.param(
         {"labUser": {"name": "docker"}},
-        across("labUser.name", "labUser.dockerGroup", "'docker'"),
+        bad("labUser.name", "'docker'", "must differ from labUser.dockerGroup 'docker'"),
         id="lab-user-named-like-docker-group",
     ),
     # paths
@@ -410,14 +456,16 @@ INVALID = [
     ),
     pytest.param(
         {"paths": {"usersDir": "/srv/juvini/hub/users"}},
-        section(
-            "paths", "usersDir (/srv/juvini/hub/users)", "hubStateDir (/srv/juvini/hub)", "neither inside the other"
-        ),
+        bad("paths.usersDir", "'/srv/juvini/hub/users'", "lies inside paths.hubStateDir /srv/juvini/hub"),
         id="nested-folders",
     ),
     pytest.param(
         {"paths": {"sharedDir": "/srv/lab", "usersDir": "/srv/lab"}},
-        section("paths", "sharedDir (/srv/lab)", "usersDir (/srv/lab)", "separate folders"),
+        bad(
+            "paths.usersDir",
+            "'/srv/lab'",
+            "is the same as paths.sharedDir /srv/lab; the lab's folders must be separate",
+        ),
         id="duplicate-folders",
     ),
     pytest.param(
@@ -445,7 +493,9 @@ INVALID = [
         id="host-key",
     ),
     pytest.param(
-        {"host": {"useSudo": True}}, section("host", "useSudo", "non-root sshUser", "root"), id="use-sudo-with-root"
+        {"host": {"useSudo": True}},
+        bad("host.useSudo", "true", "only for a non-root host.sshUser; root needs no sudo"),
+        id="use-sudo-with-root",
     ),
     pytest.param(
         {"host": {"sshPrivateKeyFile": "/nonexistent/id_ed25519"}},
@@ -453,7 +503,10 @@ INVALID = [
         id="missing-key-file",
     ),
     pytest.param(
-        _both_key_kinds, section("host", "set sshPrivateKey or sshPrivateKeyFile, not both"), id="two-ssh-keys"
+        _both_key_kinds,
+        r"^juvini:host\.sshPrivateKeyFile: '/\S+/id_ed25519' is not allowed: "
+        r"set sshPrivateKey or sshPrivateKeyFile, not both",
+        id="two-ssh-keys",
     ),
     # tls
     pytest.param(
@@ -461,17 +514,18 @@ INVALID = [
     ),
     pytest.param(
         {"tls": {"mode": "provided"}},
-        section("tls", "mode 'provided' needs certificate, privateKey and caCertificate", "'privateKey'"),
+        bad("tls.privateKey", "(unset)", "required with tls.mode provided (certificate, privateKey and caCertificate)"),
         id="provided-without-cert-key-ca",
     ),
     pytest.param(
         {"tls": {"mode": "provided", "certificate": CERT, "privateKey": PRIVATE_KEY}},
-        section("tls", "mode 'provided'", "missing ['caCertificate']"),
+        bad("tls.caCertificate", "(unset)", "required with tls.mode provided"),
         id="provided-without-ca",
     ),
     pytest.param(
         {"tls": {"certificate": CERT}},
-        section("tls", "certificate, privateKey and caCertificate are for mode 'provided'", "'selfSigned'"),
+        r"^juvini:tls\.certificate: '-----BEGIN CERTIFICATE-----\\n.* is not allowed: "
+        r"only with tls\.mode provided; tls\.mode is 'selfSigned'",
         id="self-signed-with-certificate",
     ),
     pytest.param(
@@ -481,7 +535,7 @@ INVALID = [
     ),
     pytest.param(
         {"tls": {**PROVIDED_TLS, "privateKey": "not a key"}},
-        section("tls", "privateKey must be a PEM private key"),
+        bad("tls.privateKey", "'**********'", "must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)"),
         id="private-key-not-pem",
     ),
     pytest.param(
@@ -496,7 +550,7 @@ INVALID = [
     ),
     pytest.param(
         {"tls": {"dnsNames": [], "ipAddresses": []}},
-        section("tls", "dnsNames and ipAddresses are both empty", "at least one name"),
+        bad("tls.dnsNames", "[]", "dnsNames and ipAddresses are both empty; the certificate needs a name"),
         id="empty-san-lists",
     ),
     pytest.param(
@@ -530,7 +584,7 @@ INVALID = [
     ),
     pytest.param(
         {"network": {"hubSubnet": "10.1.0.0/16", "usersSubnet": "10.1.2.0/24"}},
-        section("network", "hubSubnet 10.1.0.0/16", "usersSubnet 10.1.2.0/24", "overlap"),
+        bad("network.usersSubnet", "'10.1.2.0/24'", "must not overlap network.hubSubnet 10.1.0.0/16"),
         id="overlapping-subnets",
     ),
     # images
@@ -556,7 +610,9 @@ INVALID = [
         bad("images.registry", "'https://registry.example.com'", "registry host with an optional namespace"),
         id="registry-with-scheme",
     ),
-    pytest.param({"images": {"push": True}}, section("images", "push is true", "no registry"), id="push-no-registry"),
+    pytest.param(
+        {"images": {"push": True}}, bad("images.push", "true", "needs images.registry"), id="push-no-registry"
+    ),
     pytest.param(
         {"images": {"extraCaBundle": PRIVATE_KEY}},
         r"^juvini:images\.extraCaBundle: '-----BEGIN PRIVATE KEY-----\\n.* is not allowed: "
@@ -583,18 +639,18 @@ INVALID = [
     # hub
     pytest.param(
         {"hub": {"httpRedirectPort": 8443}},
-        section("hub", "httpRedirectPort and httpsPort are both 8443", "must differ"),
+        bad("hub.httpRedirectPort", "8443", "must differ from hub.httpsPort 8443"),
         id="redirect-port-is-https-port",
     ),
     pytest.param({"hub": {"httpsPort": "abc"}}, bad("hub.httpsPort", "'abc'", "valid integer"), id="https-port-text"),
     pytest.param(
         {"hub": {"adminUsers": ["bad user"]}},
-        bad("hub.adminUsers.0", "'bad user'", "JupyterHub username"),
+        bad("hub.adminUsers[0]", "'bad user'", "JupyterHub username"),
         id="bad-admin-user",
     ),
     pytest.param(
         {"hub": {"adminUsers": ["alice", "-bob"]}},
-        bad("hub.adminUsers.1", "'-bob'", "JupyterHub username"),
+        bad("hub.adminUsers[1]", "'-bob'", "JupyterHub username"),
         id="bad-second-admin-user",
     ),
     pytest.param(
@@ -620,7 +676,7 @@ INVALID = [
     ),
     pytest.param(
         {"spawner": {"allowedImages": ["gpu"]}},
-        bad("spawner.allowedImages.0", "'gpu'", "'base', 'datascience' or 'pyspark'"),
+        bad("spawner.allowedImages[0]", "'gpu'", "'base', 'datascience' or 'pyspark'"),
         id="unknown-allowed-image",
     ),
     pytest.param(
@@ -652,7 +708,7 @@ INVALID = [
     ),
     pytest.param(
         {"spawner": {"idleTimeout": 600, "cullEvery": 900}},
-        section("spawner", "cullEvery (900)", "longer than idleTimeout (600)"),
+        bad("spawner.cullEvery", "900", "must not be longer than spawner.idleTimeout 600"),
         id="cull-every-above-idle-timeout",
     ),
     pytest.param(
@@ -671,12 +727,12 @@ INVALID = [
     ),
     pytest.param(
         {"spark": {"driverMemory": "4g"}, "spawner": {"memLimit": "2g"}},
-        across("spark.driverMemory 4g", "below spawner.memLimit 2g"),
+        bad("spark.driverMemory", "'4g'", "must be below spawner.memLimit 2g"),
         id="driver-memory-above-mem-limit",
     ),
     pytest.param(
         {"spark": {"driverMemory": "4096m"}, "spawner": {"memLimit": "4g"}},
-        across("spark.driverMemory 4096m", "below spawner.memLimit 4g"),
+        bad("spark.driverMemory", "'4096m'", "must be below spawner.memLimit 4g"),
         id="driver-memory-equal-to-mem-limit",
     ),
     pytest.param(
@@ -701,17 +757,17 @@ INVALID = [
     ),
     pytest.param(
         {"spark": {"driverPorts": "11105-11120"}},
-        section("spark", "driverPorts 11105-11120", "blockManagerPorts 11100-11110", "overlap"),
+        bad("spark.blockManagerPorts", "'11100-11110'", "must not overlap spark.driverPorts 11105-11120"),
         id="overlapping-spark-ranges",
     ),
     pytest.param(
         {"hub": {"httpsPort": 12005}},
-        across("hub.httpsPort 12005", "inside spark.driverPorts 12000-12010"),
+        bad("hub.httpsPort", "12005", "must lie outside spark.driverPorts 12000-12010"),
         id="https-port-inside-driver-ports",
     ),
     pytest.param(
         {"hub": {"httpRedirectPort": 11100}},
-        across("hub.httpRedirectPort 11100", "inside spark.blockManagerPorts 11100-11110"),
+        bad("hub.httpRedirectPort", "11100", "must lie outside spark.blockManagerPorts 11100-11110"),
         id="redirect-port-inside-block-manager-ports",
     ),
     pytest.param(
@@ -727,17 +783,21 @@ INVALID = [
     ),
     pytest.param(
         {"auth": {"type": "ldap", "ldap": {"bindDnTemplate": ["uid={username},dc=org"]}}},
-        section("auth", "ldap.serverAddress is required for type ldap"),
+        bad("auth.ldap.serverAddress", "(unset)", "required with auth.type ldap"),
         id="ldap-without-server",
     ),
     pytest.param(
         {"auth": {"type": "ldap", "ldap": LDAP_SERVER}},
-        section("auth", "ldap needs bindDnTemplate, or lookupDn with searchUser/searchPassword/userSearchBase"),
+        bad(
+            "auth.ldap.bindDnTemplate",
+            "[]",
+            "ldap needs bindDnTemplate, or lookupDn with searchUser/searchPassword/userSearchBase",
+        ),
         id="ldap-without-bind-template-or-lookup",
     ),
     pytest.param(
         {"auth": {"type": "ldap", "ldap": {**LDAP_SERVER, "lookupDn": True, "searchUser": "cn=reader"}}},
-        section("auth", "ldap.lookupDn needs ['searchPassword', 'userSearchBase']"),
+        bad("auth.ldap.userSearchBase", "(unset)", "required with auth.ldap.lookupDn true"),
         id="ldap-lookup-without-search-settings",
     ),
     pytest.param(
@@ -752,27 +812,27 @@ INVALID = [
     ),
     pytest.param(
         {"auth": {"type": "github", "github": {"clientId": "Iv1.abc"}}},
-        section("auth", "type github needs github.clientId and github.clientSecret"),
+        bad("auth.github.clientSecret", "(unset)", "required with auth.type github"),
         id="github-without-secret",
     ),
     pytest.param(
         {"auth": {"type": "github"}},
-        section("auth", "type github needs github.clientId and github.clientSecret"),
+        bad("auth.github.clientId", "(unset)", "required with auth.type github"),
         id="github-without-client",
     ),
     pytest.param(
         {"auth": {"type": "dummy"}},
-        section("auth", "type dummy needs dummyPassword of at least 8 characters"),
+        bad("auth.dummyPassword", "(unset)", "type dummy needs at least 8 characters"),
         id="dummy-without-password",
     ),
     pytest.param(
         {"auth": {"type": "dummy", "dummyPassword": "short"}},
-        section("auth", "type dummy needs dummyPassword of at least 8 characters"),
+        bad("auth.dummyPassword", "'**********'", "type dummy needs at least 8 characters"),
         id="dummy-short-password",
     ),
     pytest.param(
         {"auth": {"allowedUsers": ["-x"]}},
-        bad("auth.allowedUsers.0", "'-x'", "JupyterHub username"),
+        bad("auth.allowedUsers[0]", "'-x'", "JupyterHub username"),
         id="bad-allowed-user",
     ),
     pytest.param(
@@ -785,6 +845,251 @@ INVALID = [
         {"swarm": {"placementConstraints": ["node.role=worker"]}},
         bad("swarm.placementConstraints", '["node.role=worker"]', "not placement constraints like node.role==worker"),
         id="bad-placement-constraint",
+    ),
+    # --- contradictions between keys and sections, each reported at the key to change ---
+    # host ports: SSH, the proxy and (on one host) Spark share the Docker host's ports
+    pytest.param(
+        {"hub": {"httpsPort": 22}},
+        bad("hub.httpsPort", "22", "must differ from host.sshPort 22: both are ports of the same Docker host"),
+        id="https-port-is-ssh-port",
+    ),
+    pytest.param(
+        {"host": {"sshPort": 2222}, "hub": {"httpRedirectPort": 2222}},
+        bad("hub.httpRedirectPort", "2222", "must differ from host.sshPort 2222"),
+        id="redirect-port-is-ssh-port",
+    ),
+    pytest.param(
+        {"host": {"sshPort": 12003}},
+        bad("host.sshPort", "12003", "must lie outside spark.driverPorts 12000-12010: those host ports go to Spark"),
+        id="ssh-port-inside-driver-ports",
+    ),
+    # swarm: what only the single-host spawner implements
+    pytest.param(
+        {"auth": LDAP_LOGIN, "swarm": {"enabled": True}, "cifs": {"shares": [TEAM_SHARE, USER_SHARE]}},
+        bad("cifs.shares[1].perUser", "true", "not with swarm.enabled: only the single-host spawner mounts per-user"),
+        id="swarm-with-per-user-share",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}, "spark": {"driverPorts": "13000-13010"}},
+        bad("spark.driverPorts", "'13000-13010'", "not with swarm.enabled: only the single-host spawner hands out"),
+        id="swarm-with-driver-ports",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}, "spark": {"blockManagerPorts": "11100-11110"}},
+        bad("spark.blockManagerPorts", "'11100-11110'", "not with swarm.enabled"),
+        id="swarm-with-block-manager-ports-even-the-default",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}, "spark": {"driverHost": "10.20.30.40"}},
+        bad("spark.driverHost", "'10.20.30.40'", "not with swarm.enabled"),
+        id="swarm-with-driver-host",
+    ),
+    pytest.param(
+        {"swarm": {"placementConstraints": ["node.role==worker"]}},
+        bad("swarm.placementConstraints", '["node.role==worker"]', "only with swarm.enabled true"),
+        id="placement-constraints-without-swarm",
+    ),
+    # login: one authenticator's settings while another is chosen
+    pytest.param(
+        {"auth": {"ldap": {"serverAddress": "ldap.example.org"}}},
+        bad("auth.ldap.serverAddress", "'ldap.example.org'", "only with auth.type ldap; auth.type is 'native'"),
+        id="ldap-setting-with-native-login",
+    ),
+    pytest.param(
+        {"auth": {"ldap": {"tlsStrategy": "before_bind"}}},
+        bad("auth.ldap.tlsStrategy", "'before_bind'", "only with auth.type ldap"),
+        id="ldap-setting-given-its-default-with-native-login",
+    ),
+    pytest.param(
+        {"auth": {**LDAP_LOGIN, "github": {"allowedOrganizations": ["lab"]}}},
+        bad("auth.github.allowedOrganizations", '["lab"]', "only with auth.type github; auth.type is 'ldap'"),
+        id="github-setting-with-ldap-login",
+    ),
+    pytest.param(
+        {"auth": {"type": "github", "github": GITHUB, "native": {"openSignup": True}}},
+        bad("auth.native.openSignup", "true", "only with auth.type native; auth.type is 'github'"),
+        id="native-setting-with-github-login",
+    ),
+    pytest.param(
+        {"auth": {"dummyPassword": "long-enough"}},
+        bad("auth.dummyPassword", "'**********'", "only with auth.type dummy; auth.type is 'native'"),
+        id="dummy-password-with-native-login",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": {**LDAP_LOGIN["ldap"], "searchUser": "cn=reader,dc=example,dc=org"}}},
+        bad("auth.ldap.searchUser", "'cn=reader,dc=example,dc=org'", "only with auth.ldap.lookupDn true"),
+        id="ldap-search-user-without-lookup-dn",
+    ),
+    pytest.param(
+        {"auth": {"type": "ldap", "ldap": {**LDAP_LOGIN["ldap"], "tlsStrategy": "insecure", "caCertificate": CERT}}},
+        r"^juvini:auth\.ldap\.caCertificate: '-----BEGIN CERTIFICATE-----.* is not allowed: "
+        r"only with auth\.ldap\.tlsStrategy before_bind or on_connect",
+        id="ldap-ca-certificate-without-tls",
+    ),
+    # kerberos
+    pytest.param(
+        {"kerberos": {"realm": "CORP.EXAMPLE.ORG"}},
+        bad("kerberos.realm", "'CORP.EXAMPLE.ORG'", "only with kerberos.enabled true; kerberos.enabled is false"),
+        id="kerberos-realm-while-disabled",
+    ),
+    pytest.param(
+        {"kerberos": {"enabled": False, "onFailure": "refuse"}},
+        bad("kerberos.onFailure", "'refuse'", "only with kerberos.enabled true"),
+        id="kerberos-on-failure-while-disabled",
+    ),
+    pytest.param(
+        {"kerberos": KERBEROS},
+        bad("kerberos.enabled", "true", "needs the user's login password, which only auth.type ldap keeps"),
+        id="kerberos-without-ldap",
+    ),
+    pytest.param(
+        {"kerberos": {"enabled": True, "kdcs": ["kdc.example.org"]}, "auth": LDAP_LOGIN},
+        bad("kerberos.realm", "(unset)", "required with kerberos.enabled true"),
+        id="kerberos-without-realm",
+    ),
+    pytest.param(
+        {"kerberos": {"enabled": True, "realm": "CORP"}, "auth": LDAP_LOGIN},
+        bad("kerberos.kdcs", "[]", "at least one KDC is required"),
+        id="kerberos-without-kdcs",
+    ),
+    # certificates made by the stack must name what users type
+    pytest.param(
+        {"hub": {"publicHostname": "lab.example.org"}},
+        bad(
+            "tls.dnsNames",
+            '["localhost"]',
+            "must include hub.publicHostname 'lab.example.org' with tls.mode selfSigned",
+        ),
+        id="self-signed-without-the-public-hostname",
+    ),
+    pytest.param(
+        {"hub": {"publicHostname": "a.lab.example.org"}, "tls": {"dnsNames": ["*.example.org"]}},
+        bad("tls.dnsNames", '["*.example.org"]', "must include hub.publicHostname 'a.lab.example.org'"),
+        id="wildcard-covers-one-label-only",
+    ),
+    pytest.param(
+        {"hub": {"publicHostname": "10.20.30.40"}, "tls": {"dnsNames": ["10.20.30.40"]}},
+        bad("tls.ipAddresses", '["127.0.0.1"]', "must include hub.publicHostname '10.20.30.40'"),
+        id="self-signed-without-the-public-ip",
+    ),
+    pytest.param(
+        {"tls": {**PROVIDED_TLS, "dnsNames": ["lab.example.org"]}},
+        bad("tls.dnsNames", '["lab.example.org"]', "only with tls.mode selfSigned; a provided certificate carries"),
+        id="provided-certificate-with-dns-names",
+    ),
+    pytest.param(
+        {"tls": {**PROVIDED_TLS, "validityDays": 90}},
+        bad("tls.validityDays", "90", "only with tls.mode selfSigned"),
+        id="provided-certificate-with-validity",
+    ),
+    # users' environment: names the lab sets itself
+    *[
+        pytest.param(
+            {"spawner": {"environment": {name: "x"}}},
+            bad(f"spawner.environment.{name}", "'x'", f"the lab sets {name} in users' servers itself"),
+            id=f"environment-{name}",
+        )
+        for name in [*LAB_ENVIRONMENT, *(f"{prefix}SOMETHING" for prefix in LAB_ENVIRONMENT_PREFIXES)]
+    ],
+    pytest.param(
+        {"spawner": {"environment": {"SPARK_DRIVER_MEMORY": "2g"}}},
+        bad("spawner.environment.SPARK_DRIVER_MEMORY", "'2g'", "set spark.driverMemory instead"),
+        id="environment-spark-driver-memory-says-what-to-use",
+    ),
+    # shares' folders in the user's home
+    pytest.param(
+        {"cifs": {"shares": [{**TEAM_SHARE, "name": SHARED_MOUNT}]}},
+        bad(
+            "cifs.shares[0].name",
+            f"'{SHARED_MOUNT}'",
+            f"is the same as the shared folder's mount point ~/{SHARED_MOUNT}",
+        ),
+        id="share-named-like-the-shared-folder",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [TEAM_SHARE, {**TEAM_SHARE, "name": "x", "mountPath": f"{SHARED_MOUNT}/team"}]}},
+        bad("cifs.shares[1].mountPath", f"'{SHARED_MOUNT}/team'", "lies inside the shared folder's mount point"),
+        id="share-inside-the-shared-folder",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [TEAM_SHARE, {**TEAM_SHARE, "name": "finance", "mountPath": "team/finance"}]}},
+        bad("cifs.shares[1].mountPath", "'team/finance'", "lies inside the folder 'team' of cifs.shares[0]"),
+        id="share-inside-another-share",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [{**TEAM_SHARE, "mountPath": "data/team"}, {**TEAM_SHARE, "name": "data"}]}},
+        bad("cifs.shares[1].name", "'data'", "contains the folder 'data/team' of cifs.shares[0]"),
+        id="share-containing-another-share",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [TEAM_SHARE, {**TEAM_SHARE, "name": "other", "mountPath": "./team/"}]}},
+        bad("cifs.shares[1].mountPath", "'./team/'", "is the same as the folder 'team' of cifs.shares[0]"),
+        id="share-in-the-same-folder",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [TEAM_SHARE, {**TEAM_SHARE, "mountPath": "team2"}]}},
+        bad("cifs.shares[1].name", "'team'", "must differ from cifs.shares[0].name"),
+        id="share-names-twice",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [{**TEAM_SHARE, "mountPath": "."}]}},
+        bad("cifs.shares[0].mountPath", "'.'", "not the home itself"),
+        id="share-over-the-home",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [USER_SHARE]}},
+        bad("cifs.shares[0].perUser", "true", "needs the user's login password, which only auth.type ldap keeps"),
+        id="per-user-share-without-ldap",
+    ),
+    # the Docker socket is not the lab's to manage
+    pytest.param(
+        {"dockerSocket": "/srv/juvini/hub/docker.sock"},
+        bad("dockerSocket", "'/srv/juvini/hub/docker.sock'", "lies inside paths.hubStateDir /srv/juvini/hub"),
+        id="docker-socket-inside-hub-state",
+    ),
+    pytest.param(
+        {"paths": {"sharedDir": "/var/run"}},
+        bad("dockerSocket", "'/var/run/docker.sock'", "lies inside paths.sharedDir /var/run"),
+        id="shared-folder-holding-the-docker-socket",
+    ),
+    pytest.param(
+        {"paths": {"hubStateDir": "/srv/juvini"}},
+        bad("paths.hubStateDir", "'/srv/juvini'", "contains paths.usersDir /srv/juvini/users"),
+        id="folder-containing-another-reported-where-set",
+    ),
+    # Spark drivers must be reachable where their ports are published
+    pytest.param(
+        {"hub": {"bindAddress": "127.0.0.1"}, "spark": {"driverHost": "10.20.30.40"}},
+        bad("spark.driverHost", "'10.20.30.40'", "unreachable: Spark ports are published on hub.bindAddress 127.0.0.1"),
+        id="driver-host-behind-loopback",
+    ),
+    # addresses inside the lab's own Docker networks
+    pytest.param(
+        {"network": {"usersSubnet": "10.20.0.0/16"}, "host": {"address": "10.20.30.40"}},
+        bad("host.address", "'10.20.30.40'", "lies inside network.usersSubnet 10.20.0.0/16"),
+        id="host-inside-users-subnet",
+    ),
+    pytest.param(
+        {
+            "network": {"hubSubnet": "10.9.0.0/24"},
+            "auth": {**LDAP_LOGIN, "ldap": {**LDAP_LOGIN["ldap"], "serverAddress": "10.9.0.7"}},
+        },
+        bad("auth.ldap.serverAddress", "'10.9.0.7'", "lies inside network.hubSubnet 10.9.0.0/24"),
+        id="ldap-server-inside-hub-subnet",
+    ),
+    pytest.param(
+        {"network": {"usersSubnet": "10.0.0.0/24"}, "cifs": {"shares": [TEAM_SHARE]}},
+        bad("cifs.shares[0].unc", "'//10.0.0.5/team'", "lies inside network.usersSubnet 10.0.0.0/24"),
+        id="share-server-inside-users-subnet",
+    ),
+    pytest.param(
+        {
+            "network": {"usersSubnet": "10.1.0.0/24"},
+            "auth": LDAP_LOGIN,
+            "kerberos": {**KERBEROS, "kdcs": ["kdc.example.org", "10.1.0.5:88"]},
+        },
+        bad("kerberos.kdcs[1]", "'10.1.0.5:88'", "lies inside network.usersSubnet 10.1.0.0/24"),
+        id="kdc-inside-users-subnet",
     ),
     # a section that is not an object
     pytest.param({"hub": "8443"}, bad("hub", "'8443'", "valid dictionary"), id="section-not-an-object"),
@@ -815,6 +1120,244 @@ def test_port_range_object_with_unknown_key_is_rejected() -> None:
     assert matching(error.problems, unknown("spark.driverPorts.size", "first, last")), error.problems
 
 
+# --- contradictions: built from the model, valid combinations, reported together -------
+
+#: A value for every key of each authenticator's own settings (checked against the model).
+AUTHENTICATOR_SETTINGS: dict[AuthType, tuple[str, type[BaseModel], dict[str, Any]]] = {
+    AuthType.NATIVE: (
+        "native",
+        NativeAuthSettings,
+        {"openSignup": True, "minimumPasswordLength": 12, "checkCommonPassword": False},
+    ),
+    AuthType.LDAP: (
+        "ldap",
+        LdapSettings,
+        {
+            "serverAddress": "ldap.example.org",
+            "serverPort": 636,
+            "tlsStrategy": "on_connect",
+            "caCertificate": CERT,
+            "bindDnTemplate": ["uid={username},dc=example,dc=org"],
+            "lookupDn": True,
+            "searchUser": "cn=reader,dc=example,dc=org",
+            "searchPassword": "ldap-password-1",
+            "userSearchBase": "ou=people,dc=example,dc=org",
+            "userAttribute": "sAMAccountName",
+            "allowedGroups": ["cn=lab,dc=example,dc=org"],
+            "adminGroups": ["cn=admins,dc=example,dc=org"],
+        },
+    ),
+    AuthType.GITHUB: (
+        "github",
+        GithubAuthSettings,
+        {"clientId": "Iv1.abc", "clientSecret": "github-secret-1", "allowedOrganizations": ["lab"]},
+    ),
+}
+#: The smallest valid ``auth`` section of each type.
+LOGIN: dict[AuthType, dict[str, Any]] = {
+    AuthType.NATIVE: {"type": "native"},
+    AuthType.LDAP: LDAP_LOGIN,
+    AuthType.GITHUB: {"type": "github", "github": GITHUB},
+    AuthType.DUMMY: {"type": "dummy", "dummyPassword": "long-enough"},
+}
+
+
+def _key_pattern(key: str, allowed: str) -> str:
+    return rf"^juvini:{re.escape(key)}: .+ is not allowed: {re.escape(allowed)}"
+
+
+@pytest.mark.parametrize("owner", sorted(AUTHENTICATOR_SETTINGS))
+def test_every_authenticator_setting_has_an_example(owner: AuthType) -> None:
+    _, model, example = AUTHENTICATOR_SETTINGS[owner]
+    assert set(example) == {to_camel(name) for name in model.model_fields}
+
+
+def test_every_login_type_has_a_valid_example() -> None:
+    assert set(LOGIN) == set(AuthType)
+    for kind, auth in LOGIN.items():
+        assert parse_settings({"auth": auth}).auth.type is kind
+
+
+@pytest.mark.parametrize(
+    ("owner", "chosen"), [(owner, chosen) for owner in AUTHENTICATOR_SETTINGS for chosen in AuthType if chosen != owner]
+)
+def test_every_setting_of_another_authenticator_is_refused(owner: AuthType, chosen: AuthType) -> None:
+    name, _, example = AUTHENTICATOR_SETTINGS[owner]
+    problems = rejected({"auth": {**LOGIN[chosen], name: example}}).problems
+    allowed = f"only with auth.type {owner.value}; auth.type is '{chosen.value}'"
+    for key in example:
+        assert matching(problems, _key_pattern(f"auth.{name}.{key}", allowed)), (key, problems)
+    assert len(problems) == len(example), problems
+
+
+@pytest.mark.parametrize("chosen", [kind for kind in AuthType if kind is not AuthType.DUMMY])
+def test_the_dummy_password_is_refused_with_another_login(chosen: AuthType) -> None:
+    problems = rejected({"auth": {**LOGIN[chosen], "dummyPassword": "long-enough"}}).problems
+    allowed = f"only with auth.type dummy; auth.type is '{chosen.value}'"
+    assert len(problems) == 1 and problems[0].startswith(
+        f"juvini:auth.dummyPassword: '**********' is not allowed: {allowed}"
+    )
+
+
+#: A value for every Kerberos key (checked against the model).
+KERBEROS_SETTINGS = {
+    "enabled": True,
+    "realm": "CORP.EXAMPLE.ORG",
+    "kdcs": ["kdc1.example.org", "kdc2.example.org:88"],
+    "adminServer": "kdc1.example.org",
+    "onFailure": "refuse",
+    "ticketLifetime": "8h",
+    "renewLifetime": "5d",
+}
+
+
+def test_every_kerberos_setting_has_an_example() -> None:
+    assert set(KERBEROS_SETTINGS) == {to_camel(name) for name in KerberosSettings.model_fields}
+    assert parse_settings({"kerberos": KERBEROS_SETTINGS, "auth": LDAP_LOGIN}).kerberos.enabled
+
+
+def test_every_kerberos_setting_is_refused_while_kerberos_is_disabled() -> None:
+    problems = rejected({"kerberos": {**KERBEROS_SETTINGS, "enabled": False}}).problems
+    keys = [key for key in KERBEROS_SETTINGS if key != "enabled"]
+    for key in keys:
+        assert matching(problems, _key_pattern(f"kerberos.{key}", "only with kerberos.enabled true")), (key, problems)
+    assert len(problems) == len(keys), problems
+
+
+def test_contradictions_across_sections_are_reported_together_each_at_its_key() -> None:
+    raw = {
+        "hub": {"httpsPort": 22, "publicHostname": "lab.example.org"},
+        "kerberos": KERBEROS,
+        "dockerSocket": "/srv/juvini/hub/docker.sock",
+        "spark": {"driverMemory": "8g"},
+        "cifs": {"shares": [USER_SHARE]},
+    }
+    problems = rejected(raw).problems
+    for key in (
+        "hub.httpsPort",
+        "tls.dnsNames",
+        "kerberos.enabled",
+        "dockerSocket",
+        "spark.driverMemory",
+        "cifs.shares[0].perUser",
+    ):
+        assert matching(problems, rf"^juvini:{re.escape(key)}: .+ is not allowed: "), (key, problems)
+    assert len(problems) == 6, problems
+    assert not [problem for problem in problems if problem.startswith("juvini: ")], problems
+
+
+VALID_COMBINATIONS = [
+    pytest.param(
+        {"hub": {"publicHostname": "lab.example.org"}, "tls": {"dnsNames": ["*.example.org"]}}, id="wildcard-one-label"
+    ),
+    pytest.param(
+        {"hub": {"publicHostname": "LAB.Example.org."}, "tls": {"dnsNames": ["lab.example.org"]}},
+        id="hostname-case-and-trailing-dot",
+    ),
+    pytest.param(
+        {"hub": {"publicHostname": "fd00::5"}, "tls": {"ipAddresses": ["fd00:0::5"]}}, id="ipv6-written-differently"
+    ),
+    pytest.param({"tls": PROVIDED_TLS, "hub": {"publicHostname": "lab.example.org"}}, id="provided-certificate"),
+    pytest.param({"kerberos": {"enabled": False}}, id="kerberos-disabled-explicitly"),
+    pytest.param({"swarm": {"enabled": False, "placementConstraints": []}}, id="swarm-off-explicitly"),
+    pytest.param(
+        {
+            "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
+            "spark": {"driverMemory": "2g"},
+            "hub": {"httpsPort": 12005},
+            "cifs": {"shares": [TEAM_SHARE]},
+        },
+        id="swarm-with-team-shares-and-spark-memory",
+    ),
+    pytest.param(
+        {"auth": LDAP_LOGIN, "kerberos": KERBEROS, "cifs": {"shares": [TEAM_SHARE, USER_SHARE]}},
+        id="ldap-with-kerberos-and-per-user-share",
+    ),
+    pytest.param(
+        {"cifs": {"shares": [TEAM_SHARE, {**TEAM_SHARE, "name": "finance", "mountPath": "teams/finance"}]}},
+        id="shares-side-by-side",
+    ),
+    pytest.param({"spawner": {"environment": {"TZ": "UTC", "SPARK_HOME_EXTRA": "x"}}}, id="own-environment"),
+    pytest.param({"dockerSocket": "/run/docker.sock", "paths": {"sharedDir": "/run/juvini"}}, id="socket-beside"),
+    pytest.param(
+        {"hub": {"bindAddress": "127.0.0.1"}, "spark": {"driverHost": "127.0.0.1"}}, id="spark-on-loopback-only"
+    ),
+    pytest.param(
+        {"network": {"usersSubnet": "10.1.0.0/24"}, "host": {"address": "lab1.example.org"}},
+        id="host-by-name-beside-subnet",
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", VALID_COMBINATIONS)
+def test_valid_combinations_are_accepted(raw: dict[str, Any]) -> None:
+    assert isinstance(parse_settings(raw, secret_keys=set(raw)), Settings)
+
+
+def _stack(name: str, tmp_path: Path) -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text(encoding="utf-8"))
+    config = {key.removeprefix("juvini:"): value for key, value in document["config"].items()}
+    if "sshPrivateKeyFile" in config.get("host", {}):
+        key_file = tmp_path / "id_ed25519"
+        key_file.write_text(PRIVATE_KEY, encoding="utf-8")
+        config["host"]["sshPrivateKeyFile"] = str(key_file)
+    if config.get("auth", {}).get("ldap", {}).get("lookupDn"):
+        config["auth"]["ldap"]["searchPassword"] = "set with --secret"
+    return config
+
+
+@pytest.mark.parametrize("stack", sorted(path.name.split(".")[1] for path in ROOT.glob("Pulumi.*.yaml")))
+def test_the_repositorys_stacks_are_valid(stack: str, tmp_path: Path) -> None:
+    config = _stack(stack, tmp_path)
+    assert isinstance(parse_settings(config, secret_keys=set(config)), Settings)
+
+
+# --- the loading step reads files; validators do not --------------------------------------
+
+
+def test_a_key_file_that_holds_no_private_key_is_refused(tmp_path: Path) -> None:
+    public = tmp_path / "id_ed25519.pub"
+    public.write_text("ssh-ed25519 AAAAC3Nz lab\n", encoding="utf-8")
+    error = rejected({"host": {"sshPrivateKeyFile": str(public)}})
+    assert error.problems == [
+        f"juvini:host.sshPrivateKeyFile: '{public}' is not allowed: "
+        "must hold an SSH private key (-----BEGIN ... PRIVATE KEY-----)"
+    ]
+
+
+def test_file_problems_are_reported_with_the_others() -> None:
+    error = rejected(
+        {
+            "host": {"sshPrivateKeyFile": "/nonexistent/id_ed25519"},
+            "images": {"extraCaBundle": "/nonexistent/ca"},
+            "labUser": {"uid": 1},
+        }
+    )
+    for pattern in (
+        bad("host.sshPrivateKeyFile", "'/nonexistent/id_ed25519'", "readable SSH private key file"),
+        bad("images.extraCaBundle", "'/nonexistent/ca'", "no such path"),
+        bad("labUser.uid", "1", "greater than or equal to 1000"),
+    ):
+        assert matching(error.problems, pattern), (pattern, error.problems)
+    assert len(error.problems) == 3, error.problems
+
+
+def test_validating_the_model_reads_no_files(tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    pem.write_text(CERT, encoding="utf-8")
+    with pytest.raises(ValueError, match="contains no PEM certificate"):
+        Settings.model_validate({"images": {"extraCaBundle": str(pem)}})
+    settings = Settings.model_validate({"host": {"sshPrivateKeyFile": "/nonexistent/id_ed25519"}})
+    with pytest.raises(RuntimeError, match="sshPrivateKeyFile has not been read"):
+        settings.host.private_key()
+
+
+def test_the_extra_ca_bundle_holds_the_pem_text_after_loading(tmp_path: Path) -> None:
+    (tmp_path / "proxy.crt").write_text("# the proxy\n" + CERT, encoding="utf-8")
+    settings = parse_settings({"images": {"extraCaBundle": str(tmp_path)}})
+    assert settings.images.extra_ca_bundle == CERT.strip() + "\n"
+
+
 # --- secrets in plain text ------------------------------------------------------------
 
 #: A configuration that is valid apart from where each secret is stored.
@@ -822,8 +1365,21 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "host.sshPrivateKey": {"host": {"sshPrivateKey": PRIVATE_KEY}},
     "host.sshPassword": {"host": {"sshPassword": "ssh-password-1"}},
     "tls.privateKey": {"tls": PROVIDED_TLS},
-    "auth.ldap.searchPassword": {"auth": {"ldap": {"searchPassword": "ldap-password-1"}}},
-    "auth.github.clientSecret": {"auth": {"github": {"clientSecret": "github-secret-1"}}},
+    "auth.ldap.searchPassword": {
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "ldap.example.org",
+                "lookupDn": True,
+                "searchUser": "cn=reader,dc=example,dc=org",
+                "searchPassword": "ldap-password-1",
+                "userSearchBase": "ou=people,dc=example,dc=org",
+            },
+        }
+    },
+    "auth.github.clientSecret": {
+        "auth": {"type": "github", "github": {"clientId": "Iv1.abc", "clientSecret": "github-secret-1"}}
+    },
     "auth.dummyPassword": {"auth": {"type": "dummy", "dummyPassword": "dummy-password-1"}},
     "cifs.shares[].password": {
         "cifs": {"shares": [{"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "cifs-pw-1"}]}
@@ -906,29 +1462,56 @@ def test_each_problem_is_one_line() -> None:
 # --- secrets stay secret --------------------------------------------------------------
 
 
-def test_secrets_do_not_appear_in_repr_or_json() -> None:
-    raw = {
-        "host": {"sshPassword": "ssh-password-1"},
-        "tls": PROVIDED_TLS,
-        "auth": {
-            "type": "dummy",
-            "dummyPassword": "dummy-password-1",
-            "ldap": {"searchPassword": "ldap-password-1"},
-            "github": {"clientSecret": "github-secret-1"},
-        },
-    }
-    settings = parse_settings(raw, secret_keys={"host", "tls", "auth"})
+@pytest.mark.parametrize("dotted", sorted(SECRET_EXAMPLES))
+def test_secrets_do_not_appear_in_repr_or_json(dotted: str) -> None:
+    raw = SECRET_EXAMPLES[dotted]
+    settings = parse_settings(raw, secret_keys={dotted.split(".")[0]})
     shown = repr(settings) + str(settings) + settings.model_dump_json() + settings.model_dump_json(by_alias=True)
-    for secret in (
-        "ssh-password-1",
-        "MC4CAQAwBQYDK2VwBCIEIKEY",
-        "dummy-password-1",
-        "ldap-password-1",
-        "github-secret-1",
-    ):
-        assert secret not in shown
+    value = _secret_value(raw, dotted)
+    marker = value.splitlines()[1] if value.startswith("-----") else value  # a PEM key: its body
+    assert marker not in shown
+
+
+def test_a_secret_is_kept_for_the_program() -> None:
+    settings = parse_settings(SECRET_EXAMPLES["auth.dummyPassword"], secret_keys={"auth"})
     assert settings.auth.dummy_password is not None
     assert settings.auth.dummy_password.get_secret_value() == "dummy-password-1"
+
+
+#: Each secret refused at its own key: (the key, the secret, the configuration).
+REFUSED_SECRETS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "host.sshPrivateKey": ("host.sshPrivateKey", "ssh-key-1", {"host": {"sshPrivateKey": ["ssh-key-1"]}}),
+    "host.sshPassword": ("host.sshPassword", "ssh-pw-1", {"host": {"sshPassword": {"value": "ssh-pw-1"}}}),
+    "tls.privateKey": ("tls.privateKey", "tls-key-1", {"tls": {"privateKey": "tls-key-1"}}),
+    "auth.ldap.searchPassword": (
+        "auth.ldap.searchPassword",
+        "ldap-pw-1",
+        {"auth": {"ldap": {"searchPassword": "ldap-pw-1"}}},
+    ),
+    "auth.github.clientSecret": (
+        "auth.github.clientSecret",
+        "gh-secret-1",
+        {"auth": {"github": {"clientSecret": "gh-secret-1"}}},
+    ),
+    "auth.dummyPassword": ("auth.dummyPassword", "dummy-pw-1", {"auth": {"dummyPassword": "dummy-pw-1"}}),
+    "cifs.shares[].password": (
+        "cifs.shares[0].password",
+        "cifs-pw-1",
+        {"cifs": {"shares": [{"name": "home", "unc": "//10.0.0.5/homes", "perUser": True, "password": "cifs-pw-1"}]}},
+    ),
+}
+
+
+def test_every_secret_field_has_a_refused_example() -> None:
+    assert set(REFUSED_SECRETS) == set(SECRET_KEYS)
+
+
+@pytest.mark.parametrize("dotted", sorted(REFUSED_SECRETS))
+def test_a_refused_secret_is_not_shown(dotted: str) -> None:
+    key, secret, raw = REFUSED_SECRETS[dotted]
+    error = rejected(raw)
+    assert matching(error.problems, rf"^juvini:{re.escape(key)}: '\*+' is not allowed: "), error.problems
+    assert secret not in str(error)
 
 
 @pytest.mark.parametrize("dotted", sorted(key for key in SECRET_KEYS if "[]" not in key))
@@ -949,12 +1532,15 @@ def test_empty_secret_counts_as_unset(dotted: str) -> None:
 def test_empty_share_password_is_missing() -> None:
     share = {"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": ""}
     error = rejected({"cifs": {"shares": [share]}}, secret_keys=set())
-    assert matching(error.problems, r"^juvini:cifs\.shares\.0: .* team: a team share needs username and password")
+    pattern = bad("cifs.shares[0].password", "(unset)", "a team share needs username and password")
+    assert matching(error.problems, pattern), error.problems
 
 
 def test_empty_dummy_password_is_missing_not_short() -> None:
     error = rejected({"auth": {"type": "dummy", "dummyPassword": ""}}, secret_keys=set())
-    assert error.problems == ["juvini:auth: type dummy needs dummyPassword of at least 8 characters"]
+    assert error.problems == [
+        "juvini:auth.dummyPassword: (unset) is not allowed: type dummy needs at least 8 characters"
+    ]
 
 
 def test_parse_does_not_mutate_its_input() -> None:

@@ -1,0 +1,214 @@
+"""Checks across sections: settings that are each valid but contradict each other.
+
+Each check returns problems at the key to change, with full keys (``cifs.shares[2].perUser``).
+They run once every section is valid, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from infra.settings.auth import AuthType
+from infra.settings.base import Problem, explicit, memory_bytes, nesting, split_host_port
+from infra.settings.tls import TlsMode
+
+if TYPE_CHECKING:
+    from infra.settings.model import Settings
+
+
+def contradictions(settings: Settings) -> list[Problem]:
+    """Every contradiction between sections of ``settings``."""
+    return [
+        *_host_ports(settings),
+        *_memory(settings),
+        *_login_password(settings),
+        *_swarm(settings),
+        *_certificate_names(settings),
+        *_docker_socket(settings),
+        *_spark_reachable(settings),
+        *_outside_lab_networks(settings),
+    ]
+
+
+def _host_ports(settings: Settings) -> list[Problem]:
+    """The proxy's ports, SSH and (on one host) Spark's ranges share the Docker host's ports."""
+    problems = []
+    ssh_port = settings.host.ssh_port
+    for key, port in settings.hub.ports().items():
+        if port == ssh_port:
+            problems.append(
+                Problem(key, port, f"must differ from host.sshPort {ssh_port}: both are ports of the same Docker host")
+            )
+    if settings.swarm.enabled:
+        return problems  # Swarm services publish no Spark ports
+    for key, port in (settings.hub.ports() | {"host.sshPort": ssh_port}).items():
+        for range_key, port_range in settings.spark.port_ranges().items():
+            if port in port_range:
+                problems.append(
+                    Problem(
+                        key, port, f"must lie outside {range_key} {port_range}: those host ports go to Spark drivers"
+                    )
+                )
+    return problems
+
+
+def _memory(settings: Settings) -> list[Problem]:
+    driver, limit = settings.spark.driver_memory, settings.spawner.mem_limit
+    if memory_bytes(driver) >= memory_bytes(limit):
+        return [
+            Problem(
+                "spark.driverMemory", driver, f"must be below spawner.memLimit {limit}: the driver runs in the server"
+            )
+        ]
+    return []
+
+
+def _login_password(settings: Settings) -> list[Problem]:
+    """Kerberos and per-user shares need the login password, which only LDAP login keeps."""
+    kind = settings.auth.type
+    if kind is AuthType.LDAP:
+        return []
+    why = f"needs the user's login password, which only auth.type ldap keeps; auth.type is {kind.value!r}"
+    problems = [Problem("kerberos.enabled", True, why)] if settings.kerberos.enabled else []
+    problems += [
+        Problem(f"cifs.shares[{index}].perUser", True, why)
+        for index, share in enumerate(settings.cifs.shares)
+        if share.per_user
+    ]
+    return problems
+
+
+def _swarm(settings: Settings) -> list[Problem]:
+    """What only the single-host spawner implements would be dropped under Swarm."""
+    if not settings.swarm.enabled:
+        return []
+    problems = [
+        Problem(
+            f"cifs.shares[{index}].perUser",
+            True,
+            "not with swarm.enabled: only the single-host spawner mounts per-user shares; use a team share",
+        )
+        for index, share in enumerate(settings.cifs.shares)
+        if share.per_user
+    ]
+    spark = explicit(settings.spark)
+    problems += [
+        Problem(
+            f"spark.{key}",
+            spark[key],
+            "not with swarm.enabled: only the single-host spawner hands out Spark ports (use a cluster-side driver)",
+        )
+        for key in ("driverPorts", "blockManagerPorts", "driverHost")
+        if key in spark
+    ]
+    return problems
+
+
+def _certificate_names(settings: Settings) -> list[Problem]:
+    """A certificate made by the stack must hold the name users type, or browsers refuse it."""
+    tls, name = settings.tls, settings.hub.public_hostname
+    if tls.mode is not TlsMode.SELF_SIGNED or tls.covers(name):
+        return []
+    try:
+        ipaddress.ip_address(name)
+        key, names = "tls.ipAddresses", tls.ip_addresses
+    except ValueError:
+        key, names = "tls.dnsNames", tls.dns_names
+    return [
+        Problem(
+            key,
+            names,
+            f"must include hub.publicHostname {name!r} with tls.mode selfSigned "
+            "(a wildcard *.example.org covers one label): browsers refuse a certificate without it",
+        )
+    ]
+
+
+def _docker_socket(settings: Settings) -> list[Problem]:
+    socket = PurePosixPath(settings.docker_socket)
+    problems = []
+    for key, folder in settings.paths.folders().items():
+        relation = nesting(socket, folder)
+        if relation:
+            problems.append(
+                Problem(
+                    "dockerSocket",
+                    settings.docker_socket,
+                    f"{relation} {key} {folder}: the lab creates, owns and may remove its folders",
+                )
+            )
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def _spark_reachable(settings: Settings) -> list[Problem]:
+    """Spark ports are published on hub.bindAddress: a loopback one hides them from a cluster."""
+    bind, driver_host = settings.hub.bind_address, settings.spark.driver_host
+    if settings.swarm.enabled or driver_host is None or not _is_loopback(bind) or _is_loopback(driver_host):
+        return []
+    return [
+        Problem(
+            "spark.driverHost",
+            driver_host,
+            f"unreachable: Spark ports are published on hub.bindAddress {bind} only; "
+            "set hub.bindAddress to 0.0.0.0 or to this address",
+        )
+    ]
+
+
+def _addresses(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The Docker host's and the lab's peers' addresses: key -> (value, host part)."""
+    found = {"host.address": settings.host.address, "hub.bindAddress": settings.hub.bind_address}
+    if settings.spark.driver_host:
+        found["spark.driverHost"] = settings.spark.driver_host
+    if settings.auth.type is AuthType.LDAP and settings.auth.ldap.server_address:
+        found["auth.ldap.serverAddress"] = settings.auth.ldap.server_address
+    if settings.kerberos.enabled:
+        found |= {f"kerberos.kdcs[{index}]": kdc for index, kdc in enumerate(settings.kerberos.kdcs)}
+        if settings.kerberos.admin_server:
+            found["kerberos.adminServer"] = settings.kerberos.admin_server
+    addresses = {key: (value, value) for key, value in found.items()}
+    for index, share in enumerate(settings.cifs.shares):
+        if share.address:
+            addresses[f"cifs.shares[{index}].address"] = (share.address, share.address)
+        else:
+            addresses[f"cifs.shares[{index}].unc"] = (share.unc, share.unc_server)
+    return addresses
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    for candidate in (address, split_host_port(address)[0]):
+        try:
+            return ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+    return None  # a DNS name: where it points is not known here
+
+
+def _outside_lab_networks(settings: Settings) -> list[Problem]:
+    """An address inside the lab's Docker networks would be routed into them, not to its machine."""
+    subnets = settings.network.subnets()
+    problems = []
+    for key, (value, host) in _addresses(settings).items():
+        ip = _ip(host)
+        if ip is None or ip.is_unspecified:
+            continue
+        problems += [
+            Problem(
+                key,
+                value,
+                f"lies inside {subnet_key} {subnet}: the Docker host would route it into the lab's network; "
+                f"pick another {subnet_key}",
+            )
+            for subnet_key, subnet in subnets.items()
+            if ip in subnet
+        ]
+    return problems

@@ -1,0 +1,230 @@
+"""Sections about the Docker host: SSH access, the lab user, folders, networks, Swarm."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import PurePosixPath
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from infra.settings.base import (
+    POSIX_USER,
+    AbsolutePath,
+    HostnameOrIp,
+    Port,
+    Problem,
+    Section,
+    nesting,
+    refuse,
+)
+
+
+class HostSettings(Section):
+    """How host commands reach the Docker host over SSH."""
+
+    address: HostnameOrIp = Field(default="127.0.0.1", description="SSH address of the Docker host the lab runs on.")
+    ssh_port: Port = Field(default=22, description="SSH port of the Docker host.")
+    ssh_user: str = Field(
+        default="root",
+        pattern=POSIX_USER.pattern,
+        description="SSH user for host commands. A non-root user needs passwordless sudo (set useSudo).",
+    )
+    ssh_private_key: SecretStr | None = Field(
+        default=None,
+        description="SSH private key (PEM/OpenSSH) for the SSH user. Secret. Without it the SSH agent is used.",
+    )
+    ssh_private_key_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path of an SSH private key file on the machine running Pulumi, instead of sshPrivateKey; "
+        "its content is handled as a secret.",
+    )
+    ssh_password: SecretStr | None = Field(default=None, description="SSH password, when no key is used. Secret.")
+    host_key: str | None = Field(
+        default=None, description="Expected SSH host public key (e.g. 'ssh-ed25519 AAAA...'); unchecked when unset."
+    )
+    use_sudo: bool = Field(
+        default=False, description="Run privileged host steps through 'sudo -n' (for a non-root SSH user)."
+    )
+
+    #: The content of ``ssh_private_key_file``, read by the loading step (validators read no files).
+    _key_file_content: SecretStr | None = PrivateAttr(default=None)
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+", value
+        ):
+            raise ValueError("must be an SSH public key line 'TYPE BASE64' such as 'ssh-ed25519 AAAA...'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HostSettings:
+        problems = []
+        if self.use_sudo and self.ssh_user == "root":
+            problems.append(Problem("useSudo", True, "only for a non-root host.sshUser; root needs no sudo"))
+        if self.ssh_private_key is not None and self.ssh_private_key_file is not None:
+            problems.append(
+                Problem(
+                    "sshPrivateKeyFile", self.ssh_private_key_file, "set sshPrivateKey or sshPrivateKeyFile, not both"
+                )
+            )
+        refuse(problems)
+        return self
+
+    def attach_key_file_content(self, content: SecretStr) -> None:
+        """Called by the loading step with the content of ``ssh_private_key_file``."""
+        self._key_file_content = content
+
+    def private_key(self) -> SecretStr | None:
+        """The SSH private key, from the secret setting or the key file."""
+        if self.ssh_private_key_file is None:
+            return self.ssh_private_key
+        if self._key_file_content is None:
+            raise RuntimeError(
+                "host.sshPrivateKeyFile has not been read: build settings with parse_settings or load_settings"
+            )
+        return self._key_file_content
+
+
+class LabUserSettings(Section):
+    """The host account whose uid/gid containers run as, so persisted files belong to the host too."""
+
+    name: str = Field(default="labuser", pattern=POSIX_USER.pattern, description="Host user and group name.")
+    uid: int = Field(default=2100, ge=1000, le=60000, description="User id on the host and inside notebook containers.")
+    gid: int = Field(
+        default=2100, ge=1000, le=60000, description="Group id on the host and inside notebook containers."
+    )
+    docker_group: str = Field(
+        default="docker",
+        pattern=POSIX_USER.pattern,
+        description="Host group granting Docker access; the lab user joins it.",
+    )
+
+    @model_validator(mode="after")
+    def _name_is_not_the_docker_group(self) -> LabUserSettings:
+        if self.name == self.docker_group:
+            refuse([Problem("name", self.name, f"must differ from labUser.dockerGroup {self.docker_group!r}")])
+        return self
+
+
+class PathSettings(Section):
+    """Lab folders on the Docker host."""
+
+    shared_dir: AbsolutePath = Field(
+        default="/shared/jupyterhub",
+        description="Shared exchange folder (setgid, group-writable), mounted in every server.",
+    )
+    tls_dir: AbsolutePath = Field(default="/etc/jupyterhub/ssl", description="TLS folder (0700); keys inside are 0600.")
+    users_dir: AbsolutePath = Field(
+        default="/srv/juvini/users", description="Root of per-user persistent folders (one sub-folder per user)."
+    )
+    hub_state_dir: AbsolutePath = Field(
+        default="/srv/juvini/hub", description="Hub state: user database and runtime files."
+    )
+
+    def folders(self) -> dict[str, PurePosixPath]:
+        """Every lab folder by its key (``paths.usersDir``)."""
+        return {f"paths.{to_camel(name)}": PurePosixPath(getattr(self, name)) for name in type(self).model_fields}
+
+    @model_validator(mode="after")
+    def _distinct_and_not_nested(self) -> PathSettings:
+        folders = self.folders()
+        keys = list(folders)
+        problems = []
+        for index, first in enumerate(keys):
+            for second in keys[index + 1 :]:
+                # Report at the key the stack set (the second when both or neither are).
+                key, other = (first, second) if self._set(first) and not self._set(second) else (second, first)
+                relation = nesting(folders[key], folders[other])
+                if relation:
+                    problems.append(
+                        Problem(
+                            key.removeprefix("paths."),
+                            str(folders[key]),
+                            f"{relation} {other} {folders[other]}; the lab's folders must be separate, "
+                            "neither inside another",
+                        )
+                    )
+        refuse(problems)
+        return self
+
+    def _set(self, key: str) -> bool:
+        return any(to_camel(name) == key.removeprefix("paths.") for name in self.model_fields_set)
+
+
+class NetworkSettings(Section):
+    """Docker networks: one for hub and proxy, one for users' servers."""
+
+    hub_subnet: str | None = Field(
+        default=None, description="CIDR of the hub/proxy network; Docker picks one when unset."
+    )
+    users_subnet: str | None = Field(
+        default=None, description="CIDR of the users' network; Docker picks one when unset."
+    )
+
+    @field_validator("hub_subnet", "users_subnet")
+    @classmethod
+    def _private_cidr(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as error:
+            raise ValueError(f"must be a CIDR network such as 172.30.0.0/24 ({error})") from None
+        if not network.is_private:
+            raise ValueError("must be a private range (10/8, 172.16/12, 192.168/16 or IPv6 ULA)")
+        if network.version == 4 and network.prefixlen > 28:
+            raise ValueError("must have a prefix of /28 or shorter: leave room for the gateway and containers")
+        return value
+
+    def subnets(self) -> dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The subnets the stack set, by key (``network.usersSubnet``)."""
+        named = {"network.hubSubnet": self.hub_subnet, "network.usersSubnet": self.users_subnet}
+        return {key: ipaddress.ip_network(value) for key, value in named.items() if value}
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> NetworkSettings:
+        if (
+            self.hub_subnet
+            and self.users_subnet
+            and ipaddress.ip_network(self.hub_subnet).overlaps(ipaddress.ip_network(self.users_subnet))
+        ):
+            refuse([Problem("usersSubnet", self.users_subnet, f"must not overlap network.hubSubnet {self.hub_subnet}")])
+        return self
+
+
+class SwarmSettings(Section):
+    """Docker Swarm scale-out: users' servers as swarm services across nodes (SwarmSpawner)."""
+
+    enabled: bool = Field(
+        default=False, description="Spawn users' servers as Swarm services (the Docker host must be a manager)."
+    )
+    placement_constraints: list[str] = Field(
+        default=[], description="Swarm placement constraints for users' services, e.g. node.role==worker."
+    )
+
+    @field_validator("placement_constraints")
+    @classmethod
+    def _constraints(cls, constraints: list[str]) -> list[str]:
+        bad = [c for c in constraints if not re.fullmatch(r"[A-Za-z0-9_.\-]+ *(==|!=) *[A-Za-z0-9_.\-]+", c)]
+        if bad:
+            raise ValueError(f"{bad} are not placement constraints like node.role==worker")
+        return constraints
+
+    @model_validator(mode="after")
+    def _constraints_need_swarm(self) -> SwarmSettings:
+        if self.placement_constraints and not self.enabled:
+            refuse(
+                [
+                    Problem(
+                        "placementConstraints",
+                        self.placement_constraints,
+                        "only with swarm.enabled true: they place Swarm services, and swarm.enabled is false",
+                    )
+                ]
+            )
+        return self
