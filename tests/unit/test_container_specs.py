@@ -62,7 +62,19 @@ def test_hub_mounts_socket_state_and_users_folders_at_their_host_paths() -> None
     ("auth", "expected"),
     [
         ({"type": "native"}, {}),
-        ({**LDAP, "ldap": {**LDAP["ldap"], "searchPassword": "pw"}}, {"JUVINI_LDAP_SEARCH_PASSWORD": "pw"}),
+        (
+            {
+                "type": "ldap",
+                "ldap": {
+                    "serverAddress": "ldap.example.org",
+                    "lookupDn": True,
+                    "searchUser": "cn=svc,dc=x",
+                    "searchPassword": "pw",
+                    "userSearchBase": "dc=x",
+                },
+            },
+            {"JUVINI_LDAP_SEARCH_PASSWORD": "pw"},
+        ),
         ({"type": "github", "github": {"clientId": "id", "clientSecret": "cs"}}, {"JUVINI_GITHUB_CLIENT_SECRET": "cs"}),
         ({"type": "dummy", "dummyPassword": "shared-pw"}, {"JUVINI_DUMMY_PASSWORD": "shared-pw"}),
     ],

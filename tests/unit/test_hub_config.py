@@ -111,6 +111,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "usersDir": "/data/lab-users.d",
             "hubStateDir": "/var/lib/juvini_hub",
         },
+        "tls": {"dnsNames": ["lab.example.org"]},
         "hub": {"publicHostname": "lab.example.org", "httpsPort": 443, "adminUsers": ["Bob", "alice"]},
         "spawner": {
             "allowedImages": ["pyspark", "base"],
