@@ -7,7 +7,7 @@ from typing import Any
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.naming import Naming
 from infra.settings import Settings, memory_bytes
-from infra.shares import volume_name
+from infra.shares import share_bind, user_share_config, volume_name
 
 #: Where things live inside the hub container.
 HUB_HOME = "/srv/jupyterhub"
@@ -33,6 +33,11 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
     auth = settings.auth
     allowed = {FLAVOURS[flavour].display_name: notebook_images[flavour] for flavour in settings.spawner.allowed_images}
     default_flavour = settings.spawner.allowed_images[0]
+    uid, gid = settings.lab_user.uid, settings.lab_user.gid
+    # The hub makes it (juvini_hub) and DockerSpawner mounts it as the user's home.
+    user_folder = f"{settings.paths.users_dir}/{{username}}"
+    team_shares = [share for share in settings.cifs.shares if not share.per_user]
+    user_shares = [share for share in settings.cifs.shares if share.per_user]
     environment = {
         "SPARK_DRIVER_MEMORY": settings.spark.driver_memory,
         # Users may `pip install --user`; it lands in their persistent home.
@@ -41,6 +46,7 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
     return {
         "stack_prefix": naming.prefix,
         "public_url": settings.hub_url,
+        "hub_bind_url": f"http://0.0.0.0:{HUB_API_PORT}",
         "hub_connect_url": f"http://{hub_name}:{HUB_API_PORT}",
         "proxy_api_url": f"http://{naming.physical('proxy')}:{PROXY_API_PORT}",
         "db_url": f"sqlite:///{STATE_DIR}/jupyterhub.sqlite",
@@ -58,14 +64,17 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             "allowed_organizations": sorted(auth.github.allowed_organizations),
             "callback_url": f"{settings.hub_url}hub/oauth_callback",
         },
+        # One configuration for kinit at login and at spawn (juvini_hub.kerberos.KerberosTickets).
         "kerberos": {
             "enabled": settings.kerberos.enabled,
             "realm": settings.kerberos.realm or "",
             "on_failure": settings.kerberos.on_failure,
             "ccache_root": f"{STATE_DIR}/{KRB5_CCACHE_DIR_NAME}",
             "ccache_host_root": f"{settings.paths.hub_state_dir}/{KRB5_CCACHE_DIR_NAME}",
-            "config": f"{STATE_DIR}/{KRB5_CONF_NAME}",
-            "config_host_path": krb5_conf_host_path(settings),
+            "krb5_conf": f"{STATE_DIR}/{KRB5_CONF_NAME}",
+            "krb5_conf_host_path": krb5_conf_host_path(settings),
+            "uid": uid,
+            "gid": gid,
         },
         "spawner_class": "juvini_hub.spawner.JuviniSwarmSpawner"
         if settings.swarm.enabled
@@ -78,43 +87,29 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "users_network": naming.physical("users-net"),
         "home_dir": home,
         "volumes": {
-            f"{settings.paths.users_dir}/{{username}}": home,
+            user_folder: home,
             settings.paths.shared_dir: f"{home}/{SHARED_MOUNT}",
         }
-        | {
-            volume_name(naming, share): {"bind": f"{home}/{share.folder}", "mode": "ro" if share.read_only else "rw"}
-            for share in settings.cifs.shares
-            if not share.per_user
-        },
-        "user_shares": [
-            {
-                "name": share.name,
-                "device": share.unc,
-                "address": share.server_address,
-                "domain": share.domain or "",
-                "version": share.version,
-                "mount": f"{home}/{share.folder}",
-                "read_only": share.read_only,
-            }
-            for share in settings.cifs.shares
-            if share.per_user
-        ],
+        | {volume_name(naming, share): share_bind(share, home) for share in team_shares},
+        "user_shares": [user_share_config(share, uid, gid, home) for share in user_shares],
+        "user_share_labels": naming.labels("user-share"),
+        # Per-user shares need the login password (kept encrypted in the auth state) at spawn.
+        "keep_password": bool(user_shares),
         # JupyterHub's byte sizes take bytes or upper-case units only; bytes are unambiguous.
         "mem_limit_bytes": memory_bytes(settings.spawner.mem_limit),
         "cpu_limit": settings.spawner.cpu_limit,
         "environment": environment,
-        "container_user": f"{settings.lab_user.uid}:{settings.lab_user.gid}",
+        "container_user": f"{uid}:{gid}",
         "container_labels": naming.labels("user"),
-        "stack_labels": {key: value for key, value in naming.labels("user").items() if key != "org.juvini.role"},
         "spark_driver_ports": str(settings.spark.driver_ports),
         "spark_block_manager_ports": str(settings.spark.block_manager_ports),
         "spark_driver_host": settings.spark.driver_host or settings.host.address,
         "spark_publish_ip": settings.hub.bind_address,
         "start_timeout": settings.spawner.start_timeout,
         "http_timeout": settings.spawner.http_timeout,
-        "users_dir": settings.paths.users_dir,
-        "lab_uid": settings.lab_user.uid,
-        "lab_gid": settings.lab_user.gid,
+        "user_folder": user_folder,
+        "lab_uid": uid,
+        "lab_gid": gid,
         "idle_timeout": settings.spawner.idle_timeout,
         "cull_every": settings.spawner.cull_every,
     }

@@ -9,10 +9,16 @@ The program's own :class:`infra.shares.Shares` component is applied too (through
 provider double, for real, on this engine) with a team share pointing at the samba
 peer: its volume, options, labels and the secrecy of its options are checked on what
 the engine holds, and ``destroy`` must remove it.
+
+A per-user share is made as the hub makes it at spawn: the hub's own spawner, configured
+by a jupyterhub_config.py rendered for a stack with the samba peer's ``homes`` share,
+creates alice's volume on this engine from her password in the auth state; its options
+must be those the stack gives a team share for the same share and login.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -20,6 +26,8 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import docker
 import pulumi
@@ -27,10 +35,14 @@ import pulumi_docker
 import pytest
 from docker.errors import NotFound
 from docker.models.volumes import Volume
+from pydantic import SecretStr
+from traitlets.config import PyFileConfigLoader
 
+from infra.hub_config import render_hub_config
 from infra.naming import Naming
-from infra.settings import load_settings
-from infra.shares import Shares
+from infra.settings import NOTEBOOK_FLAVOURS, CifsShare, load_settings, parse_settings
+from infra.shares import Shares, cifs_options
+from juvini_hub.spawner import JuviniDockerSpawner
 from tests.support import peers
 from tests.support.peers import ALICE, BOB, LABELS, SMB_HOSTNAME, TEAM_FILE, TEAM_FILE_TEXT, TEAM_SHARE, Account, Peer
 from tests.support.provider_double import Deployment, apply
@@ -90,7 +102,7 @@ def require_kernel_cifs() -> None:
         pytest.skip(f"kernel has no cifs support: {missing}")
 
 
-def cifs_options(samba: Peer, account: Account) -> dict[str, str]:
+def volume_options(samba: Peer, account: Account) -> dict[str, str]:
     return {
         "type": "cifs",
         "device": f"//{samba.ip}/{TEAM_SHARE}",
@@ -109,7 +121,7 @@ def cifs_volume(client: docker.DockerClient, samba: Peer) -> Iterator[Volume]:
     volume = client.volumes.create(
         name=VOLUME,
         driver="local",
-        driver_opts=cifs_options(samba, ALICE),
+        driver_opts=volume_options(samba, ALICE),
         labels=LABELS | {"org.juvini.role": "cifs-volume"},
     )
     yield volume
@@ -155,16 +167,16 @@ def test_a_cifs_volume_is_created_with_the_options_given(
 ) -> None:
     inspected = client.api.inspect_volume(VOLUME)
     assert inspected["Driver"] == "local"
-    assert inspected["Options"] == cifs_options(samba, ALICE)
+    assert inspected["Options"] == volume_options(samba, ALICE)
     assert inspected["Labels"]["org.juvini.stack"] == "peers"
 
 
-def read_team_file_through(client: docker.DockerClient, volume: str) -> tuple[int, str]:
-    """A container mounting ``volume`` prints the team file's owner and text; its exit code and output."""
+def read_file_through(client: docker.DockerClient, volume: str, name: str) -> tuple[int, str]:
+    """A container mounting ``volume`` prints file ``name``'s owner and text; its exit code and output."""
     container = client.containers.create(
         peers.ensure_base_image(),
-        command=["sh", "-c", f"stat -c '%u:%g' /mnt/team/{TEAM_FILE} && cat /mnt/team/{TEAM_FILE}"],
-        volumes={volume: {"bind": "/mnt/team", "mode": "ro"}},
+        command=["sh", "-c", f"stat -c '%u:%g' /mnt/share/{name} && cat /mnt/share/{name}"],
+        volumes={volume: {"bind": "/mnt/share", "mode": "ro"}},
         labels=LABELS | {"org.juvini.role": "cifs-client"},
     )
     try:
@@ -174,6 +186,10 @@ def read_team_file_through(client: docker.DockerClient, volume: str) -> tuple[in
     finally:
         container.remove(force=True)
     return status["StatusCode"], output
+
+
+def read_team_file_through(client: docker.DockerClient, volume: str) -> tuple[int, str]:
+    return read_file_through(client, volume, TEAM_FILE)
 
 
 def test_a_container_sees_the_share_through_the_cifs_volume(client: docker.DockerClient, cifs_volume: Volume) -> None:
@@ -301,4 +317,81 @@ def test_a_container_sees_the_share_through_the_programs_volume(
     code, output = read_team_file_through(client, SHARES_VOLUME)
     assert code == 0, output
     assert TEAM_FILE_TEXT.strip() in output
+    assert f"{LAB_UID}:{LAB_GID}" in output
+
+
+# --- a per-user share, made by the hub's spawner -------------------------------------------
+
+#: The stack the hub's config is rendered for, and alice's home share volume it makes at spawn.
+USER_SHARES_STACK = "it-user-shares"
+HOME_SHARE = "home"
+ALICE_HOME_VOLUME = f"juvini-{USER_SHARES_STACK}-user-{ALICE.name}-cifs-{HOME_SHARE}"
+
+
+@dataclass
+class SpawnedShare:
+    share: CifsShare
+    naming: Naming
+    spawner: JuviniDockerSpawner
+
+
+def remove_alice_home_volume(client: docker.DockerClient) -> None:
+    with contextlib.suppress(NotFound):
+        volume = client.volumes.get(ALICE_HOME_VOLUME)
+        if (volume.attrs.get("Labels") or {}).get("org.juvini.stack") == USER_SHARES_STACK:
+            volume.remove(force=True)
+
+
+@pytest.fixture
+def alice_home_share(client: docker.DockerClient, samba: Peer, tmp_path: Path) -> Iterator[SpawnedShare]:
+    """alice's per-user share volume, made by the spawner the rendered config configures."""
+    settings = parse_settings(
+        {
+            "auth": {"type": "ldap", "ldap": {"serverAddress": "ldap.test", "bindDnTemplate": ["uid={username}"]}},
+            # Samba's [homes] is the connecting user's own home.
+            "cifs": {"shares": [{"name": HOME_SHARE, "unc": f"//{samba.ip}/homes", "perUser": True}]},
+        }
+    )
+    naming = Naming("juvini", USER_SHARES_STACK)
+    images = {flavour: naming.image(f"notebook-{flavour}", "it") for flavour in NOTEBOOK_FLAVOURS}
+    (tmp_path / "jupyterhub_config.py").write_text(render_hub_config(settings, naming, images), encoding="utf-8")
+    config = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+
+    async def auth_state() -> dict[str, Any]:
+        return {"password": ALICE.password}
+
+    user = SimpleNamespace(name=ALICE.name, escaped_name=ALICE.name, id=1, url="/", settings={})
+    user.get_auth_state = auth_state
+    spawner = JuviniDockerSpawner(config=config, user=user)
+    remove_alice_home_volume(client)
+    asyncio.run(spawner.prepare_user_shares())
+    try:
+        yield SpawnedShare(settings.cifs.shares[0], naming, spawner)
+    finally:
+        remove_alice_home_volume(client)
+
+
+def test_the_hubs_per_user_volume_has_a_team_shares_options(
+    client: docker.DockerClient, alice_home_share: SpawnedShare
+) -> None:
+    inspected = client.api.inspect_volume(ALICE_HOME_VOLUME)
+    share = alice_home_share.share
+    # The same share as a team share with a service account called alice: the stack's volume.
+    team = share.model_copy(update={"per_user": False, "username": ALICE.name, "password": SecretStr(ALICE.password)})
+    assert inspected["Driver"] == "local"
+    assert inspected["Options"] == {
+        "type": "cifs",
+        "device": share.unc,
+        "o": cifs_options(team, LAB_UID, LAB_GID, ALICE.name, ALICE.password),
+    }
+    assert inspected["Labels"] == alice_home_share.naming.labels("user-share")
+    assert alice_home_share.spawner.volumes[ALICE_HOME_VOLUME] == {"bind": "/home/labuser/home", "mode": "rw"}
+
+
+def test_a_container_sees_alices_home_through_the_hubs_volume(
+    kernel_mounts_cifs: None, client: docker.DockerClient, alice_home_share: SpawnedShare
+) -> None:
+    code, output = read_file_through(client, ALICE_HOME_VOLUME, f"notes-{ALICE.name}.txt")
+    assert code == 0, output
+    assert f"Notes of {ALICE.name}" in output
     assert f"{LAB_UID}:{LAB_GID}" in output

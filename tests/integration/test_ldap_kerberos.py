@@ -3,7 +3,9 @@
 The peers come from tests/support/peers.py: OpenLDAP with StartTLS from a test CA
 (``ldap.lab.test``) and an MIT KDC for ``LAB.TEST``. The authenticator is the hub's own
 class, configured through traitlets as JupyterHub would; ``kinit`` runs on this machine
-(Debian ``krb5-user``) with a krb5.conf rendered from the stack's own template.
+(Debian ``krb5-user``) with a krb5.conf rendered from the stack's own template, and with
+the ``c.KerberosTickets`` options of a jupyterhub_config.py rendered for a stack on the
+peers (only the hub's folders and the uid/gid are this machine's).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from infra.hub_config import LDAP_CA_PATH, render_hub_config, render_krb5_conf
 from infra.naming import Naming
-from infra.settings import NOTEBOOK_FLAVOURS, parse_settings
+from infra.settings import NOTEBOOK_FLAVOURS, Settings, parse_settings
 from juvini_hub.auth import JuviniLDAPAuthenticator
-from juvini_hub.kerberos import CCACHE_NAME
+from juvini_hub.kerberos import CCACHE_NAME, TICKET_MOUNT, KerberosTickets
 from tests.support import peers
 from tests.support.peers import (
     ADMINS_GROUP_DN,
@@ -129,22 +131,43 @@ def base_config(ldap_ip: str, ca_file: Path, *, lookup_dn: bool) -> Config:
 
 
 def make_authenticator(
-    ldap_ip: str, ca_file: Path, *, lookup_dn: bool = True, **traits: Any
+    ldap_ip: str, ca_file: Path, *, lookup_dn: bool = True, kerberos: dict[str, Any] | None = None, **traits: Any
 ) -> JuviniLDAPAuthenticator:
     config = base_config(ldap_ip, ca_file, lookup_dn=lookup_dn)
     for name, value in traits.items():
         setattr(config.JuviniLDAPAuthenticator, name, value)
+    for name, value in (kerberos or {}).items():
+        setattr(config.KerberosTickets, name, value)
     return JuviniLDAPAuthenticator(config=config)
 
 
-def kerberos_traits(krb5_conf: Path, ccache_root: Path) -> dict[str, Any]:
-    """Traits for kinit at login, with the ticket folders under ``ccache_root``."""
-    return {
-        "kerberos_realm": REALM,
-        "kerberos_config": str(krb5_conf),
-        "kerberos_ccache_root": str(ccache_root),
-        "lab_uid": os.getuid(),
-        "lab_gid": os.getgid(),
+def load_rendered_config(settings: Settings, folder: Path) -> Config:
+    """jupyterhub_config.py rendered from ``settings``, loaded as ``jupyterhub -f`` does."""
+    naming = Naming("juvini", "it")
+    images = {flavour: naming.image(f"notebook-{flavour}", "it") for flavour in NOTEBOOK_FLAVOURS}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "jupyterhub_config.py").write_text(render_hub_config(settings, naming, images), encoding="utf-8")
+    return PyFileConfigLoader("jupyterhub_config.py", path=str(folder)).load_config()
+
+
+def kerberos_options(
+    kdc: Peer, ldap_ip: str, ca_file: Path, krb5_conf: Path, ccache_root: Path, on_failure: str = "warn"
+) -> dict[str, Any]:
+    """``c.KerberosTickets`` as rendered for a stack on the peers, with this machine's hub folders and ids."""
+    settings = parse_settings(
+        {
+            "auth": peers.stack_ldap_config(ldap_ip, ca_file.read_text(encoding="utf-8"), lookup_dn=False),
+            "kerberos": peers.stack_kerberos_config(kdc.ip, on_failure=on_failure),
+        }
+    )
+    rendered = dict(load_rendered_config(settings, ccache_root.parent / f"config-{ccache_root.name}").KerberosTickets)
+    assert (rendered["enabled"], rendered["realm"], rendered["on_failure"]) == (True, REALM, on_failure)
+    # In the hub these are under its state folder and the lab uid; here, the test's own.
+    return rendered | {
+        "ccache_root": str(ccache_root),
+        "krb5_conf": str(krb5_conf),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
     }
 
 
@@ -159,8 +182,8 @@ def authenticator(ldap_ip: str, ca_file: Path) -> Authenticate:
 
 
 @pytest.fixture
-def kerberos(krb5_conf: Path, tmp_path: Path) -> dict[str, Any]:
-    return kerberos_traits(krb5_conf, tmp_path / "krb5cc")
+def kerberos(kdc: Peer, ldap_ip: str, ca_file: Path, krb5_conf: Path, tmp_path: Path) -> dict[str, Any]:
+    return kerberos_options(kdc, ldap_ip, ca_file, krb5_conf, tmp_path / "krb5cc")
 
 
 def login(authenticator: JuviniLDAPAuthenticator, username: str, password: str) -> dict[str, Any] | None:
@@ -325,12 +348,8 @@ def test_the_rendered_hub_config_logs_users_in(
 ) -> None:
     """jupyterhub_config.py rendered from stack settings for the peers, loaded as ``jupyterhub -f`` does."""
     raw = {"auth": peers.stack_ldap_config(ldap_ip, ca_file.read_text(encoding="utf-8"), lookup_dn=lookup_dn)}
-    settings = parse_settings(raw)
-    naming = Naming("juvini", "it")
-    images = {flavour: naming.image(f"notebook-{flavour}", "it") for flavour in NOTEBOOK_FLAVOURS}
-    (tmp_path / "jupyterhub_config.py").write_text(render_hub_config(settings, naming, images), encoding="utf-8")
     monkeypatch.setenv("JUVINI_LDAP_SEARCH_PASSWORD", SEARCH_ACCOUNT.password)
-    config = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+    config = load_rendered_config(parse_settings(raw), tmp_path)
     # The hub container finds the CA at LDAP_CA_PATH; here it is the exported peer CA.
     assert config.LDAPAuthenticator.tls_kwargs == {"ca_certs_file": LDAP_CA_PATH, "validate": ssl.CERT_REQUIRED}
     config.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": str(ca_file), "validate": ssl.CERT_REQUIRED}
@@ -346,12 +365,12 @@ def test_the_rendered_hub_config_logs_users_in(
 def test_login_leaves_a_valid_ticket_cache_for_alice(
     authenticator: Authenticate, kerberos: dict[str, Any], krb5_conf: Path
 ) -> None:
-    result = login(authenticator(**kerberos), "alice", ALICE.password)
+    result = login(authenticator(kerberos=kerberos), "alice", ALICE.password)
     assert result is not None
     state = result["auth_state"]
     assert state["kerberos"]["ok"] is True, state["kerberos"]
     assert state["password"] == ALICE.password
-    cache = Path(kerberos["kerberos_ccache_root"]) / "alice" / CCACHE_NAME
+    cache = Path(kerberos["ccache_root"]) / "alice" / CCACHE_NAME
     info = cache.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
@@ -369,11 +388,11 @@ def test_a_user_without_a_principal_logs_in_with_the_kdcs_reason(
     authenticator: Authenticate, kerberos: dict[str, Any]
 ) -> None:
     # carol is in the directory only; the group gate (check_allowed) is not the point here.
-    result = login(authenticator(**kerberos), "carol", CAROL.password)
+    result = login(authenticator(kerberos=kerberos), "carol", CAROL.password)
     assert result is not None
     assert result["auth_state"]["kerberos"]["ok"] is False
     assert "not found in Kerberos database" in result["auth_state"]["kerberos"]["message"]
-    assert not (Path(kerberos["kerberos_ccache_root"]) / "carol" / CCACHE_NAME).exists()
+    assert not (Path(kerberos["ccache_root"]) / "carol" / CCACHE_NAME).exists()
 
 
 @dataclass(frozen=True)
@@ -386,7 +405,7 @@ class OutageLogin:
 def logins_while_the_kdc_is_down(
     kdc: Peer, ldap_ip: str, ca_file: Path, krb5_conf: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, OutageLogin]:
-    """alice logs in once per kerberos_on_failure with the KDC container stopped.
+    """alice logs in once per kerberos.onFailure with the KDC container stopped.
 
     Both logins run at once: each waits for libkrb5 to give up on the unreachable
     KDC (about 18 s: TCP, then UDP with retries). The KDC is started again, and
@@ -395,7 +414,7 @@ def logins_while_the_kdc_is_down(
     roots = {policy: tmp_path_factory.mktemp(f"krb5cc-{policy}") for policy in ("warn", "refuse")}
     authenticators = {
         policy: make_authenticator(
-            ldap_ip, ca_file, kerberos_on_failure=policy, **kerberos_traits(krb5_conf, roots[policy])
+            ldap_ip, ca_file, kerberos=kerberos_options(kdc, ldap_ip, ca_file, krb5_conf, roots[policy], policy)
         )
         for policy in roots
     }
@@ -440,7 +459,19 @@ def test_tickets_are_issued_again_after_the_kdc_restarts(
     authenticator: Authenticate, kerberos: dict[str, Any], kdc: Peer
 ) -> None:
     assert kdc.is_running()
-    result = login(authenticator(kerberos_on_failure="refuse", **kerberos), "bob", BOB.password)
+    result = login(authenticator(kerberos=kerberos | {"on_failure": "refuse"}), "bob", BOB.password)
     assert result is not None
     assert result["auth_state"]["kerberos"]["ok"] is True
     assert result["admin"] is True
+
+
+@needs_kinit
+def test_a_server_start_renews_the_ticket_from_the_auth_state(kerberos: dict[str, Any], krb5_conf: Path) -> None:
+    """What the spawner does at each start, with the same c.KerberosTickets as the login."""
+    tickets = KerberosTickets(config=Config({"KerberosTickets": kerberos}))
+    ticket = asyncio.run(tickets.at_spawn("alice", {"password": ALICE.password}))
+    cache = Path(kerberos["ccache_root"]) / "alice" / CCACHE_NAME
+    assert klist(cache, krb5_conf, "-s").returncode == 0, "no valid ticket after the start"
+    assert "JUVINI_KERBEROS_WARNING" not in ticket.environment
+    assert ticket.environment["KRB5CCNAME"] == f"FILE:{TICKET_MOUNT}/{CCACHE_NAME}"
+    assert ticket.volumes[f"{kerberos['ccache_host_root']}/alice"] == {"bind": TICKET_MOUNT, "mode": "rw"}

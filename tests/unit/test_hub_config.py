@@ -29,11 +29,14 @@ from oauthenticator.github import GitHubOAuthenticator
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+import juvini_hub
 from infra.flavours import BY_NAME as FLAVOURS
-from infra.hub_config import LDAP_CA_PATH, STATE_DIR, render_hub_config
+from infra.hub_config import HUB_API_PORT, HUB_HOME, LDAP_CA_PATH, STATE_DIR, krb5_conf_host_path, render_hub_config
 from infra.naming import Naming
-from infra.settings import NOTEBOOK_FLAVOURS, Settings, memory_bytes, parse_settings
+from infra.settings import NOTEBOOK_FLAVOURS, LabUserSettings, Settings, memory_bytes, parse_settings
+from infra.shares import volume_name
 from juvini_hub.auth import JuviniLDAPAuthenticator
+from juvini_hub.spawner import JuviniDockerSpawner
 
 pytestmark = pytest.mark.unit
 
@@ -44,6 +47,7 @@ PROJECT = "juvini"
 STACK_SEARCH_PASSWORD = "stack-ldap-search-password"
 STACK_GITHUB_SECRET = "stack-github-client-secret"
 STACK_DUMMY_PASSWORD = "stack-dummy-password"
+STACK_SHARE_PASSWORD = "stack-share-password"
 SECRET_ENV = {
     "JUVINI_LDAP_SEARCH_PASSWORD": "env-ldap-search-password",
     "JUVINI_GITHUB_CLIENT_SECRET": "env-github-client-secret",
@@ -102,6 +106,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "dummy": {"auth": {"type": "dummy", "dummyPassword": STACK_DUMMY_PASSWORD}},
     "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
+    "enterprise": {
+        "labUser": {"uid": 3001, "gid": 3002},
+        "paths": {"hubStateDir": "/var/lib/juvini-hub"},
+        "hub": {"bindAddress": "10.20.30.40"},
+        "auth": {
+            "type": "ldap",
+            "ldap": {"serverAddress": "ldap.example.org", "bindDnTemplate": ["uid={username},dc=example,dc=org"]},
+        },
+        "kerberos": {"enabled": True, "realm": "CORP.EXAMPLE.ORG", "kdcs": ["kdc.example.org"], "onFailure": "refuse"},
+        "cifs": {
+            "shares": [
+                {"name": "team", "unc": "//10.9.8.7/team", "username": "svc", "password": STACK_SHARE_PASSWORD},
+                {"name": "home", "unc": "//10.9.8.7/homes", "perUser": True, "domain": "CORP", "readOnly": True},
+            ]
+        },
+        "spark": {"driverHost": "spark-callback.example.org"},
+    },
     "no-culling": {"spawner": {"idleTimeout": 0}},
     "custom": {
         "labUser": {"name": "scientist", "uid": 3001, "gid": 3002},
@@ -548,10 +569,129 @@ def test_public_url_is_the_hub_url(load: Load, variant: str, url: str) -> None:
     assert loaded.config.JupyterHub.public_url == loaded.settings.hub_url == url
 
 
+def test_hub_listens_on_the_hub_api_port(load: Load) -> None:
+    assert load().config.JupyterHub.hub_bind_url == f"http://0.0.0.0:{HUB_API_PORT}"
+
+
 def test_database_lives_in_the_state_folder(load: Load) -> None:
     config = load().config
     assert config.JupyterHub.db_url == f"sqlite:///{STATE_DIR}/jupyterhub.sqlite"
     assert config.JupyterHub.pid_file.startswith(f"{STATE_DIR}/")
+
+
+# --- one contract between infra and juvini_hub -------------------------------------------
+# The lab's facts come from the settings; the hub's classes, made from the loaded file as the
+# hub makes them, get them from there (they keep no defaults of their own).
+
+
+def spawner(loaded: Loaded, name: str = "alice") -> JuviniDockerSpawner:
+    return JuviniDockerSpawner(config=loaded.config, user=SimpleNamespace(name=name))
+
+
+@pytest.mark.parametrize("variant", ["native", "custom", "enterprise"])
+def test_the_lab_ids_and_users_folder_reach_the_spawner_from_the_settings(load: Load, variant: str) -> None:
+    loaded = load(variant=variant)
+    made = spawner(loaded)
+    assert (made.lab_uid, made.lab_gid) == (loaded.settings.lab_user.uid, loaded.settings.lab_user.gid)
+    # The folder the hub makes is the one DockerSpawner mounts as the user's home.
+    assert made.user_folder == f"{loaded.settings.paths.users_dir}/{{username}}"
+    assert loaded.config.DockerSpawner.volumes[made.user_folder] == loaded.config.DockerSpawner.notebook_dir
+
+
+def test_kerberos_is_configured_once_for_login_and_spawn(load: Load) -> None:
+    loaded = load(variant="enterprise")
+    settings = loaded.settings
+    login, spawn = JuviniLDAPAuthenticator(config=loaded.config).kerberos, spawner(loaded).kerberos
+    for tickets in (login, spawn):
+        assert tickets.enabled is True
+        assert (tickets.realm, tickets.on_failure) == ("CORP.EXAMPLE.ORG", "refuse")
+        assert (tickets.uid, tickets.gid) == (3001, 3002)
+        # Inside the hub: under STATE_DIR, where Hub mounts hubStateDir.
+        assert tickets.ccache_root == f"{STATE_DIR}/krb5cc"
+        assert tickets.krb5_conf == f"{STATE_DIR}/krb5.conf"
+        # On the Docker host: the same folder, which the spawner bind-mounts into servers,
+        # and the krb5.conf the stack writes (Hub: krb5_conf_host_path).
+        assert tickets.ccache_host_root == "/var/lib/juvini-hub/krb5cc"
+        assert tickets.krb5_conf_host_path == krb5_conf_host_path(settings) == "/var/lib/juvini-hub/krb5.conf"
+    assert [key for key in loaded.config if key == "KerberosTickets"] == ["KerberosTickets"]
+    assert "kerberos" not in loaded.config.JuviniLDAPAuthenticator
+    assert "kerberos" not in loaded.config.get("JuviniSpawnerMixin", {})
+
+
+@pytest.mark.parametrize("variant", ["native", "ldap-bind", "swarm"])
+def test_no_kerberos_configuration_without_kerberos(load: Load, variant: str) -> None:
+    loaded = load(variant=variant)
+    assert "KerberosTickets" not in loaded.config
+    assert hub(loaded).spawner_class(config=loaded.config, user=SimpleNamespace(name="a")).kerberos.enabled is False
+
+
+def test_team_shares_are_mounted_by_volume_name(load: Load) -> None:
+    loaded = load(variant="enterprise")
+    (team, _) = loaded.settings.cifs.shares
+    assert loaded.config.DockerSpawner.volumes[volume_name(loaded.naming, team)] == {
+        "bind": "/home/labuser/team",
+        "mode": "rw",
+    }
+
+
+def test_per_user_shares_reach_the_spawner_with_their_options_and_no_password(load: Load) -> None:
+    loaded = load(variant="enterprise")
+    (share,) = spawner(loaded).cifs_user_shares
+    assert share == {
+        "name": "home",
+        "device": "//10.9.8.7/homes",
+        "options": [
+            "addr=10.9.8.7",
+            "username={username}",
+            "password={password}",
+            "vers=3.0",
+            "uid=3001",
+            "gid=3002",
+            "file_mode=0660",
+            "dir_mode=0770",
+            "domain=CORP",
+            "ro",
+        ],
+        "bind": "/home/labuser/home",
+        "mode": "ro",
+    }
+    assert STACK_SHARE_PASSWORD not in loaded.text
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_per_user_share_volumes_carry_the_stacks_labels(load: Load, stack: str) -> None:
+    loaded = load(variant="enterprise", stack=stack)
+    assert spawner(loaded).user_share_labels == loaded.naming.labels("user-share")
+
+
+@pytest.mark.parametrize(("variant", "kept"), [("enterprise", True), ("ldap-bind", False)])
+def test_the_password_is_kept_only_for_per_user_shares(load: Load, variant: str, kept: bool) -> None:
+    assert JuviniLDAPAuthenticator(config=load(variant=variant).config).keep_password is kept
+
+
+@pytest.mark.parametrize(("variant", "address"), [("native", "0.0.0.0"), ("enterprise", "10.20.30.40")])
+def test_spark_ports_are_published_on_the_hubs_bind_address(load: Load, variant: str, address: str) -> None:
+    assert spawner(load(variant=variant)).spark_publish_ip == address
+
+
+@pytest.mark.parametrize(("variant", "host"), [("native", "127.0.0.1"), ("enterprise", "spark-callback.example.org")])
+def test_spark_driver_host_is_the_setting_or_the_host_address(load: Load, variant: str, host: str) -> None:
+    made = spawner(load(variant=variant))
+    assert made.spark_driver_host == host
+    assert (made.spark_driver_ports, made.spark_block_manager_ports) == ("12000-12010", "11100-11110")
+
+
+def test_the_hub_package_repeats_no_default_of_the_settings() -> None:
+    """uid/gid defaults and in-hub paths live in infra; juvini_hub gets them from the config."""
+    sources = {path.name: path.read_text() for path in Path(juvini_hub.__file__).parent.glob("*.py")}
+    assert sources
+    defaults = {
+        str(LabUserSettings.model_fields["uid"].default),
+        str(LabUserSettings.model_fields["gid"].default),
+        HUB_HOME,
+    }
+    repeated = {(name, default) for name, text in sources.items() for default in defaults if default in text}
+    assert not repeated
 
 
 # --- idle culler ---------------------------------------------------------------------------

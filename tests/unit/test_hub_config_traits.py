@@ -1,21 +1,28 @@
-"""Every option the rendered jupyterhub_config.py sets is a real configurable trait.
+"""Every option the rendered jupyterhub_config.py sets is a real configurable trait, and
+every option juvini_hub requires is set.
 
 JupyterHub only warns about an unknown option (a misspelt or removed trait) and goes on
-without it, so a typo would silently drop a setting. This test loads the rendered file
-with JupyterHub's loader and checks each option against the class that owns it.
+without it, so a typo would silently drop a setting. These tests load the rendered file
+with JupyterHub's loader and check each option against the class that owns it; and the
+hub's own classes, which keep no defaults for the lab's facts, are made from it as the
+hub makes them, so an option the config forgot fails here rather than at the hub's start.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from infra.hub_config import render_hub_config
 from infra.naming import Naming
 from infra.settings import parse_settings
+from juvini_hub.auth import JuviniLDAPAuthenticator
+from juvini_hub.contract import check_required
 
 pytestmark = pytest.mark.unit
 
@@ -34,6 +41,7 @@ OWNERS = {
     "JuviniLDAPAuthenticator": "juvini_hub.auth:JuviniLDAPAuthenticator",
     "JuviniDockerSpawner": "juvini_hub.spawner:JuviniDockerSpawner",
     "JuviniSwarmSpawner": "juvini_hub.spawner:JuviniSwarmSpawner",
+    "KerberosTickets": "juvini_hub.kerberos:KerberosTickets",
 }
 IMAGES = {"base": "b:1", "datascience": "d:1", "pyspark": "p:1"}
 VARIANTS = {
@@ -74,13 +82,17 @@ def _owner(section: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_every_option_is_a_configurable_trait(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _loaded(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     for name in ("JUVINI_LDAP_SEARCH_PASSWORD", "JUVINI_GITHUB_CLIENT_SECRET", "JUVINI_DUMMY_PASSWORD"):
         monkeypatch.setenv(name, "from-env")
     text = render_hub_config(parse_settings(VARIANTS[variant]), Naming("juvini", "t"), IMAGES)
     (tmp_path / "jupyterhub_config.py").write_text(text, encoding="utf-8")
-    config = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+    return PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_option_is_a_configurable_trait(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _loaded(variant, tmp_path, monkeypatch)
     unknown = []
     for section in config:
         if section not in OWNERS:
@@ -89,3 +101,19 @@ def test_every_option_is_a_configurable_trait(variant: str, tmp_path: Path, monk
         traits = _owner(section).class_traits(config=True)
         unknown += [f"{section}.{option}" for option in config[section] if option not in traits]
     assert not unknown, f"options that JupyterHub would ignore: {unknown}"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_required_option_is_set(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spawner and authenticator the config names are made from it without MissingConfig."""
+    config = _loaded(variant, tmp_path, monkeypatch)
+    made = []
+    spawner_class = _owner(config.JupyterHub.spawner_class.rpartition(".")[2])
+    made.append(spawner_class(config=config, user=SimpleNamespace(name="alice")))
+    if config.JupyterHub.authenticator_class == "juvini_hub.auth.JuviniLDAPAuthenticator":
+        made.append(JuviniLDAPAuthenticator(config=config))
+    for instance in made:
+        check_required(instance)  # (made already did, at construction)
+        assert instance.kerberos.enabled is ("KerberosTickets" in config)
+        if instance.kerberos.enabled:
+            check_required(instance.kerberos)

@@ -4,11 +4,12 @@ Adds what the stock authenticator lacks:
 
 - usernames typed with surrounding spaces or in upper case map to one account;
 - members of ``admin_groups`` are hub admins (and always allowed in);
-- with a Kerberos realm configured, the login password obtains a Kerberos ticket
-  (``kinit``) for the user's container; the password is kept only in JupyterHub's
-  encrypted auth state, so a later start of the server can renew the ticket.
+- with Kerberos enabled (``c.KerberosTickets``, shared with the spawner), the login
+  password obtains a Kerberos ticket (``kinit``) for the user's container; the password
+  is kept only in JupyterHub's encrypted auth state, so a later start of the server can
+  renew the ticket.
 
-When the KDC cannot issue a ticket, ``kerberos_on_failure`` decides: ``warn`` lets
+When the KDC cannot issue a ticket, ``KerberosTickets.on_failure`` decides: ``warn`` lets
 the login through (the server starts without a ticket and says why in
 ``JUVINI_KERBEROS_WARNING``), ``refuse`` refuses the login.
 """
@@ -22,31 +23,27 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from ldapauthenticator import LDAPAuthenticator
-from traitlets import Bool, CaselessStrEnum, Int, List, Unicode
+from traitlets import Bool, Instance, List, Unicode, default
 
-from juvini_hub.kerberos import ccache_dir, kinit
+from juvini_hub.kerberos import KerberosTickets
 
 
 class JuviniLDAPAuthenticator(LDAPAuthenticator):
     """ldapauthenticator plus admin groups, name normalisation and Kerberos at login."""
 
     admin_groups = List(Unicode(), help="Group DNs whose members are hub admins.").tag(config=True)
-    kerberos_realm = Unicode("", help="Kerberos realm for kinit at login; empty disables it.").tag(config=True)
-    kerberos_ccache_root = Unicode(
-        "/srv/jupyterhub/state/krb5cc", help="Folder (in the hub) holding one ticket folder per user."
-    ).tag(config=True)
-    kerberos_config = Unicode("/srv/jupyterhub/state/krb5.conf", help="krb5.conf the hub's kinit uses.").tag(
-        config=True
-    )
-    kerberos_on_failure = CaselessStrEnum(
-        ["warn", "refuse"], "warn", help="What a failed kinit does to the login: warn, or refuse it."
-    ).tag(config=True)
-    kerberos_timeout = Int(30, help="Seconds kinit may take (an unreachable KDC costs libkrb5 ~18 s).").tag(config=True)
     keep_password = Bool(
         False, help="Keep the password in the encrypted auth state (for per-user Windows shares at spawn)."
     ).tag(config=True)
-    lab_uid = Int(2100, help="Owner of the ticket caches (the uid users' containers run as).").tag(config=True)
-    lab_gid = Int(2100, help="Group of the ticket caches.").tag(config=True)
+    kerberos = Instance(KerberosTickets, help="kinit at login, configured once as c.KerberosTickets.")
+
+    @default("kerberos")
+    def _kerberos_default(self) -> KerberosTickets:
+        return KerberosTickets(parent=self)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _ = self.kerberos  # an incomplete Kerberos configuration stops the hub at start
 
     def normalize_username(self, username: str) -> str:
         return super().normalize_username(username.strip())
@@ -64,23 +61,12 @@ class JuviniLDAPAuthenticator(LDAPAuthenticator):
             groups = self._member_groups(login["username"], login["password"], self.admin_groups)
             auth_state["admin_groups"] = groups
             result["admin"] = bool(groups) or name in self.admin_users
-        if self.kerberos_realm:
-            outcome = await kinit(
-                f"{name}@{self.kerberos_realm}",
-                login["password"],
-                ccache_dir(self.kerberos_ccache_root, name),
-                self.lab_uid,
-                self.lab_gid,
-                self.kerberos_config,
-                timeout=self.kerberos_timeout,
-            )
+        if self.kerberos.enabled:
+            outcome = await self.kerberos.at_login(name, login["password"])
             auth_state["kerberos"] = outcome.as_state()
-            if not outcome.ok:
-                if self.kerberos_on_failure == "refuse":
-                    self.log.error("refusing login of %s: %s", name, outcome.message)
-                    return None
-                self.log.warning("login of %s without a Kerberos ticket: %s", name, outcome.message)
-        if self.kerberos_realm or self.keep_password:
+            if self.kerberos.refuses(outcome):
+                return None
+        if self.kerberos.enabled or self.keep_password:
             # Encrypted at rest with the stack's crypt key; renews the ticket and mounts the
             # user's own Windows shares at spawn.
             auth_state["password"] = login["password"]

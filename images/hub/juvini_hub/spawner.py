@@ -2,8 +2,13 @@
 lab adds before a user's server starts:
 
 - the user's persistent folder, created owned by the lab uid/gid (it becomes their home);
-- on a single Docker host, a Spark driver / block-manager port pair published on the
-  host, so an external cluster can reach the driver in client mode.
+- with Kerberos, the user's ticket renewed and mounted (``juvini_hub.kerberos``);
+- on a single Docker host, the user's own Windows shares and a Spark driver /
+  block-manager port pair published on the host, so an external cluster can reach the
+  driver in client mode.
+
+Every fact about the lab comes from the rendered jupyterhub_config.py: the options
+declared with :func:`juvini_hub.contract.required` have no default here.
 """
 
 from __future__ import annotations
@@ -17,14 +22,12 @@ from typing import Any
 import docker.errors
 from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
-from traitlets import Dict, Int, List, Unicode
+from traitlets import Dict, Instance, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 
-from juvini_hub.kerberos import CCACHE_NAME, ccache_dir, kinit
+from juvini_hub.contract import check_required, required
+from juvini_hub.kerberos import KerberosTickets
 from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
-
-#: Where a user's ticket folder appears in their container.
-KERBEROS_MOUNT = "/run/juvini/krb5"
 
 # Pairs handed out to servers whose containers are being created: the hub is one
 # process, so a module-level lock and table serialise allocation across spawners.
@@ -46,57 +49,36 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 class JuviniSpawnerMixin(Configurable):
     """What every lab spawner does before the server starts."""
 
-    users_dir = Unicode(
-        help="Host folder holding one persistent folder per user (mounted in the hub at the same path)."
-    ).tag(config=True)
-    lab_uid = Int(2100, help="uid owning users' folders; containers run as it.").tag(config=True)
-    lab_gid = Int(2100, help="gid owning users' folders.").tag(config=True)
+    user_folder = required(
+        Unicode(
+            help="Host path of a user's persistent folder, with {username} (the hub sees it at the same path); "
+            "the same path DockerSpawner.volumes mounts as their home."
+        )
+    )
+    lab_uid = required(Int(help="uid owning users' folders; containers run as it."))
+    lab_gid = required(Int(help="gid owning users' folders."))
+    kerberos = Instance(KerberosTickets, help="Users' tickets at each start, configured once as c.KerberosTickets.")
 
-    kerberos_realm = Unicode("", help="Kerberos realm; empty: users' servers get no ticket.").tag(config=True)
-    kerberos_ccache_root = Unicode("/srv/jupyterhub/state/krb5cc", help="Ticket folders, as the hub sees them.").tag(
-        config=True
-    )
-    kerberos_ccache_host_root = Unicode("", help="The same ticket folders, as the Docker host sees them.").tag(
-        config=True
-    )
-    kerberos_config = Unicode("/srv/jupyterhub/state/krb5.conf", help="krb5.conf, as the hub sees it.").tag(config=True)
-    kerberos_config_host_path = Unicode("", help="krb5.conf, as the Docker host sees it.").tag(config=True)
+    @default("kerberos")
+    def _kerberos_default(self) -> KerberosTickets:
+        return KerberosTickets(parent=self)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_required(self)
+        _ = self.kerberos  # checks its own options
 
     async def prepare_kerberos(self) -> None:
         """Renew the user's ticket from the encrypted auth state and hand it to the container."""
-        if not self.kerberos_realm:
+        if not self.kerberos.enabled:
             return
-        name = self.user.name
-        auth_state = await self.user.get_auth_state() or {}
-        status = auth_state.get("kerberos") or {"ok": False, "message": "no Kerberos login recorded for this user"}
-        if auth_state.get("password"):
-            outcome = await kinit(
-                f"{name}@{self.kerberos_realm}",
-                auth_state["password"],
-                ccache_dir(self.kerberos_ccache_root, name),
-                self.lab_uid,
-                self.lab_gid,
-                self.kerberos_config,
-            )
-            status = outcome.as_state()
-        host_folder = str(ccache_dir(self.kerberos_ccache_host_root, name))
-        # The folder must exist before Docker bind-mounts it, or Docker makes it as root.
-        ccache_dir(self.kerberos_ccache_root, name).mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chown(ccache_dir(self.kerberos_ccache_root, name), self.lab_uid, self.lab_gid)
-        self.volumes = {
-            **self.volumes,
-            host_folder: {"bind": KERBEROS_MOUNT, "mode": "rw"},
-            self.kerberos_config_host_path: {"bind": "/etc/krb5.conf", "mode": "ro"},
-        }
-        environment = {"KRB5CCNAME": f"FILE:{KERBEROS_MOUNT}/{CCACHE_NAME}"}
-        if not status.get("ok"):
-            self.log.warning("%s's server starts without a Kerberos ticket: %s", name, status.get("message"))
-            environment["JUVINI_KERBEROS_WARNING"] = str(status.get("message"))
-        self.environment = {**self.environment, **environment}
+        ticket = await self.kerberos.at_spawn(self.user.name, await self.user.get_auth_state() or {})
+        self.volumes = {**self.volumes, **ticket.volumes}
+        self.environment = {**self.environment, **ticket.environment}
 
     def ensure_user_folder(self) -> Path:
         """Create the user's persistent folder if it does not exist yet."""
-        folder = Path(self.format_volume_name(self.users_dir.rstrip("/") + "/{username}", self))
+        folder = Path(self.format_volume_name(self.user_folder, self))
         if not folder.exists():
             folder.mkdir()
             folder.chmod(0o750)  # whatever the hub's umask
@@ -106,27 +88,31 @@ class JuviniSpawnerMixin(Configurable):
 
 
 class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
-    """DockerSpawner for one Docker host, with the lab's folders and Spark ports."""
+    """DockerSpawner for one Docker host, with the lab's folders, shares and Spark ports."""
 
-    spark_driver_ports = Unicode("", help="first-last range of spark.driver.port values; empty disables.").tag(
-        config=True
+    spark_driver_ports = required(Unicode(help="first-last range of spark.driver.port values."))
+    spark_block_manager_ports = required(Unicode(help="first-last range of spark.blockManager.port values."))
+    spark_driver_host = required(Unicode(help="Address external clusters use to reach drivers (spark.driver.host)."))
+    spark_publish_ip = required(Unicode(help="Host address Spark ports are published on."))
+    cifs_user_shares = required(
+        List(
+            Dict(),
+            help="Windows shares mounted with the user's own login: dicts of name, device (//server/share), "
+            "options (mount options, the login as {username} and {password}), bind (path in the container) "
+            "and mode (ro or rw).",
+        )
     )
-    spark_block_manager_ports = Unicode("", help="first-last range of spark.blockManager.port values.").tag(config=True)
-    spark_driver_host = Unicode("", help="Address external clusters use to reach drivers (spark.driver.host).").tag(
-        config=True
-    )
-    spark_publish_ip = Unicode("0.0.0.0", help="Host address Spark ports are published on.").tag(config=True)
-    stack_labels = Dict(help="Labels of this stack's containers: the running ones hold the taken ports.").tag(
-        config=True
-    )
-
-    cifs_user_shares = List(
-        Dict(),
-        help="Windows shares mounted with the user's own login: dicts of name, device (//server/share), "
-        "address, domain, version, mount (path in the container), read_only.",
-    ).tag(config=True)
+    user_share_labels = required(Dict(help="Labels of the per-user share volumes the hub makes at spawn."))
 
     spark_ports: SparkPorts | None = None
+
+    @validate("spark_driver_ports", "spark_block_manager_ports")
+    def _port_range(self, proposal: dict[str, Any]) -> str:
+        try:
+            PortRange.parse(proposal["value"])
+        except ValueError:
+            raise TraitError(f"{proposal['trait'].name} must be first-last, not {proposal['value']!r}") from None
+        return proposal["value"]
 
     async def prepare_user_shares(self) -> None:
         """Make this user's CIFS volumes from the password in the encrypted auth state."""
@@ -141,23 +127,12 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
             self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
             return
+        login = {"username": self.user.name, "password": password}
         volumes = {}
         for share in self.cifs_user_shares:
             name = self.user_share_volume(share["name"])
-            options = [
-                f"addr={share['address']}",
-                f"username={self.user.name}",
-                f"password={password}",
-                f"vers={share['version']}",
-                f"uid={self.lab_uid}",
-                f"gid={self.lab_gid}",
-                "file_mode=0660",
-                "dir_mode=0770",
-            ]
-            if share.get("domain"):
-                options.append(f"domain={share['domain']}")
-            if share.get("read_only"):
-                options.append("ro")
+            # Built by infra/shares.py as a team share's are; only the login is the user's.
+            options = [option.format_map(login) for option in share["options"]]
             # A volume left by a server that did not stop cleanly may hold an old password.
             with contextlib.suppress(docker.errors.NotFound):
                 await self.docker("remove_volume", name)
@@ -166,9 +141,9 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
                 name=name,
                 driver="local",
                 driver_opts={"type": "cifs", "device": share["device"], "o": ",".join(options)},
-                labels={**self.stack_labels, "org.juvini.role": "user-share"},
+                labels=dict(self.user_share_labels),
             )
-            volumes[name] = {"bind": share["mount"], "mode": "ro" if share.get("read_only") else "rw"}
+            volumes[name] = {"bind": share["bind"], "mode": share["mode"]}
         self.volumes = {**self.volumes, **volumes}
 
     def user_share_volume(self, share: str) -> str:
@@ -184,12 +159,22 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
         self.ensure_user_folder()
         await self.prepare_kerberos()
         await self.prepare_user_shares()
-        if not self.spark_driver_ports:
+        self.spark_ports = await self._allocate_spark_ports()
+        try:
+            self._publish(self.spark_ports)
             return await super().start()
+        finally:
+            # Released under the lock: an allocation never runs between this pair leaving
+            # the table and a listing of running containers that missed its container.
+            async with _ALLOCATION_LOCK:
+                _RESERVED.pop(self.container_name, None)
+
+    async def _allocate_spark_ports(self) -> SparkPorts:
+        """The lowest free pair, reserved until this server's container exists."""
         async with _ALLOCATION_LOCK:
             running = await self._running_labels()
             try:
-                self.spark_ports = allocate(
+                ports = allocate(
                     PortRange.parse(self.spark_driver_ports),
                     PortRange.parse(self.spark_block_manager_ports),
                     running,
@@ -198,12 +183,8 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             except PortsExhausted as error:
                 self.log.warning("refusing to start %s: %s", self.user.name, error)
                 raise web.HTTPError(503, str(error), reason="Spark ports exhausted") from None
-            _RESERVED[self.container_name] = self.spark_ports
-        try:
-            self._publish(self.spark_ports)
-            return await super().start()
-        finally:
-            _RESERVED.pop(self.container_name, None)
+            _RESERVED[self.container_name] = ports
+            return ports
 
     async def _running_labels(self) -> list[dict[str, str]]:
         # Every lab on this Docker host, not only this stack: host ports are shared.
