@@ -6,7 +6,7 @@ from typing import Any
 
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.naming import Naming
-from infra.settings import Settings, memory_bytes
+from infra.settings import SHARED_MOUNT, Settings, memory_bytes
 from infra.shares import share_bind, user_share_config, volume_name
 
 #: Where things live inside the hub container.
@@ -23,7 +23,6 @@ PROXY_REDIRECT_PORT = 8080
 
 #: Inside users' containers.
 HOME_DIR_TEMPLATE = "/home/{user}"
-SHARED_MOUNT = "shared"
 
 
 def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[str, str]) -> dict[str, Any]:

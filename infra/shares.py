@@ -51,8 +51,14 @@ def cifs_mount_options(share: CifsShare, uid: int, gid: int) -> list[str]:
 
 
 def cifs_options(share: CifsShare, uid: int, gid: int, username: str, password: str) -> str:
-    """The ``o=`` option of a CIFS volume of ``share`` mounted with ``username``'s login."""
-    login = {"username": username, "password": password}
+    """The ``o=`` option of a CIFS volume of ``share`` mounted with ``username``'s login.
+
+    The kernel's CIFS option parser reads ``,,`` inside a password as one comma; a single
+    comma would end the password and let the rest pass as further mount options.
+    """
+    if "," in username:
+        raise ValueError(f"{share.name}: a CIFS username cannot hold a comma")
+    login = {"username": username, "password": password.replace(",", ",,")}
     return ",".join(option.format_map(login) for option in cifs_mount_options(share, uid, gid))
 
 

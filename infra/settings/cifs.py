@@ -33,7 +33,12 @@ class CifsShare(Section):
         default=False,
         description="Mount with each user's own login and password at spawn (auth.type ldap), not a service account.",
     )
-    username: str | None = Field(default=None, description="Service account for a team share.")
+    username: str | None = Field(
+        default=None,
+        # A comma would end the option and start another (the kernel un-doubles commas in passwords only).
+        pattern=r"^[^,\s]{1,256}$",
+        description="Service account for a team share (no commas or spaces).",
+    )
     password: SecretStr | None = Field(default=None, description="Service account password. Secret.")
     domain: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9.-]{1,64}$", description="Windows domain of the accounts."

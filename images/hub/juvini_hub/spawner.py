@@ -127,7 +127,14 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
             self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
             return
-        login = {"username": self.user.name, "password": password}
+        if "," in self.user.name:
+            message = f"the username {self.user.name!r} holds a comma, which CIFS mount options cannot carry"
+            self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
+            self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
+            return
+        # The kernel reads ",," inside a password as one comma (infra/shares.py escapes team shares' alike);
+        # a single comma would end the password and pass the rest as mount options.
+        login = {"username": self.user.name, "password": password.replace(",", ",,")}
         volumes = {}
         for share in self.cifs_user_shares:
             name = self.user_share_volume(share["name"])
