@@ -87,7 +87,7 @@ class LabUser:
         response = self.session.post(self.url("hub/login"), data=form, timeout=30, allow_redirects=False)
         if response.status_code not in (302, 303) or "jupyterhub-session-id" not in self.session.cookies:
             raise AssertionError(f"login of {self.name} failed: {response.status_code} {response.text[:300]}")
-        xsrf = self.session.cookies.get("_xsrf")
+        xsrf = self.session.cookies.get("_xsrf") or ""
         created = self.session.post(
             self.url(f"hub/api/users/{self.name}/tokens"),
             json={"note": "e2e", "expires_in": 3600},
@@ -149,7 +149,11 @@ class LabUser:
             raise AssertionError(f"kernel start refused: {response.status_code} {response.text[:300]}")
         kernel_id = response.json()["id"]
         try:
-            yield lambda code, timeout=180: self._execute(kernel_id, code, timeout)
+
+            def execute(code: str, timeout: float = 180) -> str:
+                return self._execute(kernel_id, code, timeout)
+
+            yield execute
         finally:
             self.server_api("DELETE", f"api/kernels/{kernel_id}")
 

@@ -89,7 +89,7 @@ class ProviderDouble(pulumi.runtime.Mocks):
             self.applied.append(Applied(args.typ, args.name, inputs, outputs, undo))
         return resource_id, {**inputs, **outputs}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         raise UnsupportedByDouble(f"invoke {args.token}: the program is not expected to call functions")
 
     # --- teardown --------------------------------------------------------------------------
@@ -151,7 +151,12 @@ def _private_key(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> t
     _check_inputs("tls:index/privateKey:PrivateKey", name, inputs, {"algorithm", "ecdsaCurve", "rsaBits"})
     algorithm = inputs.get("algorithm", "RSA")
     if algorithm == "ECDSA":
-        curves = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+        curves: dict[str, type[ec.EllipticCurve]] = {
+            "P224": ec.SECP224R1,
+            "P256": ec.SECP256R1,
+            "P384": ec.SECP384R1,
+            "P521": ec.SECP521R1,
+        }
         key: Any = ec.generate_private_key(curves[inputs.get("ecdsaCurve", "P224")]())
     elif algorithm == "RSA":
         key = rsa.generate_private_key(public_exponent=65537, key_size=int(inputs.get("rsaBits", 2048)))
@@ -270,6 +275,8 @@ def _cert_request(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> 
         "tls:index/certRequest:CertRequest", name, inputs, {"privateKeyPem", "dnsNames", "ipAddresses", "subject"}
     )
     key = serialization.load_pem_private_key(inputs["privateKeyPem"].encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise UnsupportedByDouble(f"tls:index/certRequest:CertRequest ({name}): a {type(key).__name__} key")
     builder = x509.CertificateSigningRequestBuilder().subject_name(_subject(inputs.get("subject")))
     sans = _sans(inputs)
     if sans:

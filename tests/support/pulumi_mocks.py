@@ -164,8 +164,8 @@ class LabMocks(pulumi.runtime.Mocks):
             outputs |= {"stdout": "", "stderr": ""}
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -258,7 +258,8 @@ def evaluate_stack(declare: Callable[[], Any]) -> dict[str, Any]:
             result["secret_outputs"] = {name for name, flag in zip(names, flags, strict=True) if flag}
 
         values = pulumi.Output.all(*[pulumi.Output.unsecret(pulumi.Output.from_input(exported[n])) for n in names])
-        return pulumi.Output.all(values, pulumi.Output.from_input(secrecy())).apply(collect)
+        flags: pulumi.Output[list[bool]] = pulumi.Output.from_input(secrecy())
+        return pulumi.Output.all(values, flags).apply(collect)
 
     try:
         evaluate()

@@ -14,7 +14,10 @@ from infra.settings import Settings, parse_settings
 
 pytestmark = pytest.mark.unit
 
-LDAP = {"type": "ldap", "ldap": {"serverAddress": "ldap.example.org", "bindDnTemplate": ["uid={username},dc=x"]}}
+LDAP: dict[str, Any] = {
+    "type": "ldap",
+    "ldap": {"serverAddress": "ldap.example.org", "bindDnTemplate": ["uid={username},dc=x"]},
+}
 
 
 def settings(**raw: Any) -> Settings:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from traitlets.config import Config
+from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
 from infra.hub_config import render_hub_config
@@ -44,7 +45,7 @@ OWNERS = {
     "KerberosTickets": "juvini_hub.kerberos:KerberosTickets",
 }
 IMAGES = {"base": "b:1", "datascience": "d:1", "pyspark": "p:1"}
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "native": {},
     "ldap": {
         "auth": {
@@ -77,7 +78,7 @@ VARIANTS = {
 }
 
 
-def _owner(section: str) -> type:
+def _owner(section: str) -> type[Configurable]:
     module, _, name = OWNERS[section].partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -107,7 +108,7 @@ def test_every_option_is_a_configurable_trait(variant: str, tmp_path: Path, monk
 def test_every_required_option_is_set(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The spawner and authenticator the config names are made from it without MissingConfig."""
     config = _loaded(variant, tmp_path, monkeypatch)
-    made = []
+    made: list[Any] = []
     spawner_class = _owner(config.JupyterHub.spawner_class.rpartition(".")[2])
     made.append(spawner_class(config=config, user=SimpleNamespace(name="alice")))
     if config.JupyterHub.authenticator_class == "juvini_hub.auth.JuviniLDAPAuthenticator":

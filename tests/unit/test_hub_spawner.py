@@ -232,7 +232,7 @@ def test_a_start_beyond_the_ranges_is_refused_with_the_reason(docker_state: Fake
     with pytest.raises(web.HTTPError) as refused:
         asyncio.run(make_spawner("carol", tmp_path).start())
     assert refused.value.status_code == 503
-    assert "All Spark ports are in use" in refused.value.log_message
+    assert "All Spark ports are in use" in str(refused.value.log_message)
     assert not spawner_module._RESERVED
 
 
@@ -487,7 +487,7 @@ def test_without_kerberos_or_user_shares_the_password_is_not_kept(
 # --- per-user Windows shares ---------------------------------------------------------------
 
 
-HOME_SHARE = CifsShare(name="home", unc="//10.9.8.7/homes", domain="CORP", perUser=True)
+HOME_SHARE = CifsShare.model_validate({"name": "home", "unc": "//10.9.8.7/homes", "domain": "CORP", "perUser": True})
 SHARES = [user_share_config(HOME_SHARE, 2100, 2100, "/home/labuser")]
 
 

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import pulumi
 import pytest
@@ -48,8 +48,13 @@ PROVIDED_TLS = {"mode": "provided", "certificate": CERT, "privateKey": PRIVATE_K
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _is_section(annotation: Any) -> bool:
+def _is_section(annotation: Any) -> TypeGuard[type[Section]]:
     return isinstance(annotation, type) and issubclass(annotation, Section)
+
+
+def _section(annotation: Any) -> type[Section]:
+    assert _is_section(annotation), annotation
+    return annotation
 
 
 #: Every top-level section, from the model: a new section cannot be forgotten here.
@@ -57,11 +62,13 @@ SECTIONS = [to_camel(name) for name, field in Settings.model_fields.items() if _
 #: Sections inside sections (``auth.ldap``), by the section holding them.
 NESTED_SECTIONS = {
     to_camel(name): [
-        to_camel(inner) for inner, nested in field.annotation.model_fields.items() if _is_section(nested.annotation)
+        to_camel(inner)
+        for inner, nested in _section(field.annotation).model_fields.items()
+        if _is_section(nested.annotation)
     ]
     for name, field in Settings.model_fields.items()
     if _is_section(field.annotation)
-    and any(_is_section(nested.annotation) for nested in field.annotation.model_fields.values())
+    and any(_is_section(nested.annotation) for nested in _section(field.annotation).model_fields.values())
 }
 
 
@@ -146,7 +153,7 @@ def test_every_section_given_empty_is_the_same_as_not_given() -> None:
 
 def test_every_nested_section_given_empty_sets_nothing() -> None:
     # An empty object is not a setting: {"auth": {"ldap": {}}} is no ldap key set under type native.
-    raw = {key: {name: {} for name in nested} for key, nested in NESTED_SECTIONS.items()}
+    raw: dict[str, Any] = {key: {name: {} for name in nested} for key, nested in NESTED_SECTIONS.items()}
     assert NESTED_SECTIONS, "the model has no nested sections"
     assert parse_settings(raw) == parse_settings({})
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 from dockerspawner import DockerSpawner, SwarmSpawner
@@ -48,6 +49,17 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 class JuviniSpawnerMixin(Configurable):
     """What every lab spawner does before the server starts."""
+
+    if TYPE_CHECKING:
+        # What the spawners the mixin is mixed into have (jupyterhub.spawner.Spawner, DockerSpawner).
+        user: Any
+        log: logging.Logger
+        volumes: dict[str, Any]
+        environment: dict[str, str]
+        extra_create_kwargs: dict[str, Any]
+        extra_host_config: dict[str, Any]
+
+        def format_volume_name(self, template: str, spawner: Any) -> str: ...
 
     user_folder = required(
         Unicode(
