@@ -149,10 +149,8 @@ def test_networks_are_named_per_stack(dev: ProgramRun, prod: ProgramRun) -> None
 
 
 def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -> None:
-    registered = dev.of_type(IMAGE)
-    images = {r.name.removeprefix("juvini-dev-images-"): r for r in registered}
-    # Built in order: the foundation, the hub, then each flavour after its parent.
-    assert list(images) == ["foundation", "hub", "base", "datascience", "pyspark"], [str(r) for r in registered]
+    images = {r.name.removeprefix("juvini-dev-images-"): r for r in dev.of_type(IMAGE)}
+    assert set(images) == {"foundation", "hub", "base", "datascience", "pyspark"}
     for role, image in images.items():
         build = image.inputs["build"]
         folder = {"foundation": "foundation", "hub": HUB_FOLDER}.get(role) or FLAVOURS[role].folder
@@ -181,6 +179,7 @@ def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -
     # The dev stack trusts the host's local CAs (juvini:images.extraCaBundle).
     if list(Path("/usr/local/share/ca-certificates").glob("*.crt")):
         assert "-----BEGIN CERTIFICATE-----" in args_of(images["foundation"])["EXTRA_CA_CERTS"]
+    # Built in order: the foundation first, then each image after the one it is built FROM.
     for child, parent in [
         ("hub", "foundation"),
         ("base", "foundation"),
