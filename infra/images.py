@@ -1,12 +1,20 @@
-"""Image builds from ``images/``: the hub image and the notebook images users pick from.
+"""Image builds from ``images/``: the foundation, the hub image and the notebook images users pick from.
 
-Notebook images stack: ``notebook-base`` <- ``notebook-datascience`` <- ``notebook-pyspark``;
-each later one is built FROM the one before, so it is passed as that build's base.
+The foundation (``images/foundation``) is built first, from the stack's OS base image: it owns
+the trust store (the extra CAs) and the OS layer every image shares. The hub and the first
+notebook flavour are built ``FROM`` it; each later flavour ``FROM`` its parent flavour
+(``infra/flavours.py``). Only the foundation takes ``EXTRA_CA_CERTS``; the others inherit its
+trust store.
+
+A docker.Image is rebuilt only when its own inputs change, so each image gets its base's
+``repoDigest`` (the image id for a local image) as ``BASE_IMAGE_DIGEST``: when a base is rebuilt
+(a new CA, a new package in the foundation, ...), the images built on it are rebuilt too.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
@@ -20,8 +28,10 @@ TYPE = "juvini:index:Images"
 
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
+#: Build context (folder of ``images/``) and role of the foundation image.
+FOUNDATION = FOUNDATION_FOLDER = "foundation"
 #: Build context (folder of ``images/``) of the hub image.
-HUB_FOLDER = "hub"
+HUB = HUB_FOLDER = "hub"
 
 
 def context_path(folder: str) -> str:
@@ -29,14 +39,42 @@ def context_path(folder: str) -> str:
     return os.path.relpath(IMAGES_DIR / folder)
 
 
-def build_args(settings: Settings, role: str, base: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
-    """Build arguments of ``role``'s Dockerfile."""
-    args: dict[str, pulumi.Input[str]] = {
-        "BASE_IMAGE": base,
-        "EXTRA_CA_CERTS": settings.images.extra_ca_bundle or "",
-        "JUVINI_VERSION": settings.images.tag,
-    }
-    if role == "base":
+@dataclass(frozen=True)
+class ImageBuild:
+    """One image of the chain."""
+
+    #: ``foundation``, ``hub`` or a flavour's name: the resource's name suffix.
+    key: str
+    #: Role in the image's physical name (``juvini-dev-<role>:<tag>``).
+    role: str
+    #: Build context, a folder of ``images/``.
+    folder: str
+    #: Key of the image it is built ``FROM``; ``None``: the stack's OS base image.
+    parent: str | None
+
+
+def build_order(flavour_names: list[str] | tuple[str, ...] = flavours.NAMES) -> list[ImageBuild]:
+    """The images to build for ``flavour_names`` (and their ancestors), each after its parent."""
+    chain = [
+        ImageBuild(FOUNDATION, FOUNDATION, FOUNDATION_FOLDER, None),
+        ImageBuild(HUB, HUB, HUB_FOLDER, FOUNDATION),
+    ]
+    for flavour in flavours.lineage(flavour_names):
+        chain.append(ImageBuild(flavour.name, flavour.role, flavour.folder, flavour.parent or FOUNDATION))
+    return chain
+
+
+def build_args(
+    settings: Settings, build: ImageBuild, base: pulumi.Input[str], base_digest: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
+    """Build arguments of ``build``'s Dockerfile, on ``base`` (an image reference) whose digest is ``base_digest``."""
+    args: dict[str, pulumi.Input[str]] = {"BASE_IMAGE": base, "JUVINI_VERSION": settings.images.tag}
+    if build.parent is None:
+        args["EXTRA_CA_CERTS"] = settings.images.extra_ca_bundle or ""
+    else:
+        args["BASE_IMAGE_DIGEST"] = base_digest
+    if build.key in flavours.BY_NAME and build.parent == FOUNDATION:
+        # The notebook image on the foundation creates the lab user.
         args |= {
             "LAB_USER": settings.lab_user.name,
             "LAB_UID": str(settings.lab_user.uid),
@@ -46,8 +84,9 @@ def build_args(settings: Settings, role: str, base: pulumi.Input[str]) -> dict[s
 
 
 class Images(pulumi.ComponentResource):
-    """The hub image and the notebook images, built with BuildKit (pushed only if asked)."""
+    """The foundation, hub and notebook images, built with BuildKit in order (pushed only if asked)."""
 
+    foundation: docker.Image
     hub: docker.Image
     notebooks: dict[str, docker.Image]
 
@@ -57,20 +96,22 @@ class Images(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._settings = settings
         self._naming = naming
-        self.hub_image_name = self._image_name("hub")
-        self.hub = self._build(name, "hub", HUB_FOLDER, self.hub_image_name, settings.images.base_image)
-        self.notebooks = {}
-        #: Flavour -> image reference, known at declaration time (the rendered hub config needs them).
-        self.notebook_image_names: dict[str, str] = {}
-        for flavour in flavours.lineage(settings.spawner.allowed_images):
-            parent = flavour.parent
-            base = settings.images.base_image if parent is None else self.notebooks[parent].image_name
-            self.notebook_image_names[flavour.name] = self._image_name(flavour.role)
-            self.notebooks[flavour.name] = self._build(
-                name, flavour.name, flavour.folder, self.notebook_image_names[flavour.name], base
-            )
+        built: dict[str, docker.Image] = {}
+        #: Image reference of each key, known at declaration time (the rendered hub config needs them).
+        names: dict[str, str] = {}
+        for build in build_order(settings.spawner.allowed_images):
+            names[build.key] = self._image_name(build.role)
+            parent = built[build.parent] if build.parent else None
+            built[build.key] = self._build(name, build, names[build.key], parent)
+        self.foundation = built.pop(FOUNDATION)
+        self.foundation_image_name: str = names.pop(FOUNDATION)
+        self.hub = built.pop(HUB)
+        self.hub_image_name: str = names.pop(HUB)
+        self.notebooks = built
+        self.notebook_image_names: dict[str, str] = names
 
-        self.references: dict[str, pulumi.Output[str]] = {"hub": self.hub.image_name} | {
+        # The stack output: what the lab runs (the foundation is only built on, so it is not in it).
+        self.references: dict[str, pulumi.Output[str]] = {HUB: self.hub.image_name} | {
             flavour: image.image_name for flavour, image in self.notebooks.items()
         }
         self.register_outputs({"references": self.references})
@@ -79,16 +120,22 @@ class Images(pulumi.ComponentResource):
         images = self._settings.images
         return self._naming.image(role, images.tag, images.registry)
 
-    def _build(self, name: str, role: str, folder: str, image_name: str, base: pulumi.Input[str]) -> docker.Image:
+    def _build(self, name: str, build: ImageBuild, image_name: str, parent: docker.Image | None) -> docker.Image:
         settings = self._settings
-        context = context_path(folder)
+        context = context_path(build.folder)
+        if parent is None:
+            base: pulumi.Input[str] = settings.images.base_image
+            base_digest: pulumi.Input[str] = ""
+        else:
+            base = parent.image_name
+            base_digest = parent.repo_digest.apply(lambda digest: digest or "")
         return docker.Image(
-            f"{name}-{role}",
+            f"{name}-{build.key}",
             image_name=image_name,
             build=docker.DockerBuildArgs(
                 context=context,
                 dockerfile=str(Path(context) / "Dockerfile"),
-                args=build_args(settings, role, base),
+                args=build_args(settings, build, base, base_digest),
                 builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             ),
             skip_push=not settings.images.push,

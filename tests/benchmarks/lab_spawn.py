@@ -35,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from infra import outputs  # noqa: E402
 from infra.flavours import FLAVOURS  # noqa: E402
-from infra.images import HUB_FOLDER, context_path  # noqa: E402
+from infra.images import build_order, context_path  # noqa: E402
 from infra.settings import parse_settings  # noqa: E402
 from tests.e2e.conftest import _free_port, lab_config, remove_stack_objects  # noqa: E402
+from tests.support.images import chain_build_args, image_id  # noqa: E402
 from tests.support.lab_client import LabUser, wait_for  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 
@@ -51,8 +52,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-#: Build context of each image the benchmark builds.
-FOLDERS = {"hub": HUB_FOLDER} | {flavour.name: flavour.folder for flavour in FLAVOURS}
+#: What the benchmark builds, in the program's order: the foundation, then each image after its parent.
+BUILDS = {build.key: build for build in build_order()}
+#: Build context of each image the benchmark builds, in build order.
+FOLDERS = {key: build.folder for key, build in BUILDS.items()}
 
 
 def timed_build(role: str, tag: str, args: dict[str, str], no_cache: bool) -> float:
@@ -68,12 +71,12 @@ def timed_build(role: str, tag: str, args: dict[str, str], no_cache: bool) -> fl
 
 def build_figures(client: docker.DockerClient, cold: bool, ca_bundle: str) -> None:
     images = {role: f"juvini-bench-{role}:bench" for role in FOLDERS}
-    print("\nimage builds (BuildKit, local base image)")
+    print("\nimage builds (BuildKit, local base image; each after the image it is built FROM)")
     print(f"  {'image':<14}{'warm s':>9}{'cold s':>9}{'size MB':>10}")
-    parents = {"hub": "juvini-base:bookworm", "base": "juvini-base:bookworm"}
-    parents |= {"datascience": images["base"], "pyspark": images["datascience"]}
-    for role in FOLDERS:
-        args = {"BASE_IMAGE": parents[role], "EXTRA_CA_CERTS": ca_bundle, "JUVINI_VERSION": "bench"}
+    for role, build in BUILDS.items():
+        base = images[build.parent] if build.parent else "juvini-base:bookworm"
+        digest = image_id(base) if build.parent else ""
+        args = chain_build_args(build, base, ca_bundle, "bench", digest)
         warm = timed_build(role, images[role], args, no_cache=False)
         cold_seconds = f"{timed_build(role, images[role], args, no_cache=True):9.1f}" if cold else f"{'-':>9}"
         size = client.images.get(images[role]).attrs["Size"] / 1e6
@@ -110,7 +113,11 @@ def spawn_round(api: Callable[..., requests.Response], names: list[str], body: d
     for name in names:
         api("DELETE", f"hub/api/users/{name}/server")
     for name in names:
-        wait_for(f"{name} stopped", lambda n=name: not api("GET", f"hub/api/users/{n}").json().get("servers"), 300)
+
+        def stopped(user: str = name) -> bool:
+            return not api("GET", f"hub/api/users/{user}").json().get("servers")
+
+        wait_for(f"{name} stopped", stopped, 300)
     return list(latencies.values())
 
 

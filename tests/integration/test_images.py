@@ -1,9 +1,10 @@
 """The lab's images, built for real from images/ and checked by running them.
 
 The chain is built once per session (Docker's layer cache makes a rebuild with no
-change take seconds): the Debian base made by images/tools/make-base-image.sh, then
-the hub and notebook-base on it, notebook-datascience on notebook-base and
-notebook-pyspark on notebook-datascience, each with this host's extra CAs.
+change take seconds), in the program's order: the Debian base made by
+images/tools/make-base-image.sh, the foundation on it with this host's extra CAs, the
+hub and notebook-base on the foundation, notebook-datascience on notebook-base and
+notebook-pyspark on notebook-datascience, which inherit the foundation's trust store.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.support.images import (
     BASE_IMAGE_TAG,
     IMAGES_DIR,
     TOOLS_DIR,
+    ImageChain,
     ImageToolError,
     build_image,
     certificates_der,
@@ -34,6 +36,7 @@ from tests.support.images import (
     ensure_engine,
     extra_ca_bundle,
     image_config,
+    image_id,
     parse_pins,
     pinned_versions,
     run_in,
@@ -49,18 +52,32 @@ LAB_HOME = f"/home/{LAB_USER}"
 JUVINI_VERSION = "0.1.0"
 CHP_VERSION = "4.6.3"
 SYSTEM_BUNDLE_IN_IMAGE = "/etc/ssl/certs/ca-certificates.crt"
-CA_ENV_VARS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE")
+CA_ENV_VARS = (
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+)
+#: Where the foundation writes the extra CAs, one file per certificate.
+EXTRA_CA_DIR = "/usr/local/share/ca-certificates"
 #: An HTTPS page the images must be able to fetch through the host's proxy.
 HTTPS_PROBE_URL = PyPI.simple_url.rstrip("/") + "/pip/"  # pip's default index, reached through the proxy
 #: A small pure-Python package that none of the images ships.
 USER_PACKAGE, USER_PACKAGE_VERSION, USER_MODULE = "tomli-w", "1.2.0", "tomli_w"
+#: A small package whose dependency notebook-base lacks (what pip check then says is missing).
+BROKEN_PACKAGE, BROKEN_PACKAGE_MISSING = "python-slugify==8.0.4", "text-unidecode"
 #: How long a started server gets to answer.
 START_DEADLINE_SECONDS = 120
 
+#: The images with a venv and a frozen requirements.txt: all but the foundation.
 IMAGE_FIXTURES = ("hub_image", "notebook_base_image", "datascience_image", "pyspark_image")
 NOTEBOOK_FIXTURES = IMAGE_FIXTURES[1:]
+ALL_FIXTURES = ("foundation_image", *IMAGE_FIXTURES)
 #: images/ folder of each image fixture.
 IMAGE_DIRS = {
+    "foundation_image": "foundation",
     "hub_image": "hub",
     "notebook_base_image": "notebook-base",
     "datascience_image": "notebook-datascience",
@@ -86,32 +103,35 @@ def base_os_image(engine: None) -> str:
     return ensure_base_image(BASE_IMAGE_TAG)
 
 
-def _build(folder: str, base: str, extra_ca: str) -> str:
-    return build_image(
-        IMAGES_DIR / folder,
-        f"juvini-test/{folder}:{TAG}",
-        {"BASE_IMAGE": base, "EXTRA_CA_CERTS": extra_ca, "JUVINI_VERSION": JUVINI_VERSION},
-    )
+@pytest.fixture(scope="session")
+def chain(base_os_image: str, extra_ca: str) -> ImageChain:
+    """Each image built on first use, after its parents (foundation -> hub, foundation -> base -> ...)."""
+    return ImageChain(base_os_image, extra_ca, prefix="juvini-test", tag=TAG, version=JUVINI_VERSION)
 
 
 @pytest.fixture(scope="session")
-def hub_image(base_os_image: str, extra_ca: str) -> str:
-    return _build("hub", base_os_image, extra_ca)
+def foundation_image(chain: ImageChain) -> str:
+    return chain.image("foundation")
 
 
 @pytest.fixture(scope="session")
-def notebook_base_image(base_os_image: str, extra_ca: str) -> str:
-    return _build("notebook-base", base_os_image, extra_ca)
+def hub_image(chain: ImageChain) -> str:
+    return chain.image("hub")
 
 
 @pytest.fixture(scope="session")
-def datascience_image(notebook_base_image: str, extra_ca: str) -> str:
-    return _build("notebook-datascience", notebook_base_image, extra_ca)
+def notebook_base_image(chain: ImageChain) -> str:
+    return chain.image("base")
 
 
 @pytest.fixture(scope="session")
-def pyspark_image(datascience_image: str, extra_ca: str) -> str:
-    return _build("notebook-pyspark", datascience_image, extra_ca)
+def datascience_image(chain: ImageChain) -> str:
+    return chain.image("datascience")
+
+
+@pytest.fixture(scope="session")
+def pyspark_image(chain: ImageChain) -> str:
+    return chain.image("pyspark")
 
 
 @pytest.fixture
@@ -263,7 +283,7 @@ def test_venv_holds_exactly_the_frozen_set(fixture: str, request: pytest.Fixture
     )
 
 
-@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
 def test_labels_and_ca_environment(fixture: str, request: pytest.FixtureRequest) -> None:
     image = request.getfixturevalue(fixture)
     config = image_config(image)
@@ -275,12 +295,12 @@ def test_labels_and_ca_environment(fixture: str, request: pytest.FixtureRequest)
     assert not wrong, f"{image}: CA variables not pointing at {SYSTEM_BUNDLE_IN_IMAGE}: {wrong}"
 
 
-@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
 def test_extra_ca_is_in_the_trust_store(fixture: str, request: pytest.FixtureRequest, extra_ca: str) -> None:
     if not extra_ca:
         pytest.skip("this host trusts no CA beyond Debian's: nothing extra to install")
     image = request.getfixturevalue(fixture)
-    listing = run_in(image, ["sh", "-c", "ls /usr/local/share/ca-certificates/"]).stdout.split()
+    listing = run_in(image, ["ls", EXTRA_CA_DIR]).stdout.split()
     assert "juvini-extra-ca.crt" in listing, listing
     bundle = run_in(image, ["cat", SYSTEM_BUNDLE_IN_IMAGE]).stdout
     missing = certificates_der(extra_ca) - certificates_der(bundle)
@@ -295,7 +315,7 @@ def _host_reaches(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
 def test_https_works_inside_the_container(fixture: str, request: pytest.FixtureRequest, extra_ca: str) -> None:
     image = request.getfixturevalue(fixture)
     probes = {
@@ -313,7 +333,7 @@ def test_https_works_inside_the_container(fixture: str, request: pytest.FixtureR
             f"require('https').get({HTTPS_PROBE_URL!r}, r => process.exit(r.statusCode < 400 ? 0 : 1))"
             ".on('error', e => { console.error(String(e)); process.exit(2); })",
         ]
-    else:
+    elif fixture != "foundation_image":
         probes["curl"] = ["curl", "-fsS", "-o", "/dev/null", HTTPS_PROBE_URL]
     failures = {}
     for tool, command in probes.items():
@@ -323,6 +343,122 @@ def test_https_works_inside_the_container(fixture: str, request: pytest.FixtureR
     if failures and not extra_ca and not _host_reaches(HTTPS_PROBE_URL):
         pytest.skip(f"no extra CA on this host and no network to {HTTPS_PROBE_URL}")
     assert not failures, f"{image} cannot fetch {HTTPS_PROBE_URL}: {failures}"
+
+
+# --------------------------------------------------------------------------- foundation
+
+
+def _layers(image: str) -> list[str]:
+    return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", image).stdout)
+
+
+def _history(image: str) -> list[str]:
+    """What made each history entry of ``image`` (the command of each step), newest first."""
+    return docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout.splitlines()
+
+
+def _extra_ca_files(image: str) -> str:
+    """Name and content of each extra CA file in ``image``."""
+    script = f'for f in {EXTRA_CA_DIR}/juvini-extra-ca*.crt; do echo "== $f"; cat "$f"; done'
+    return run_in(image, ["sh", "-c", script]).stdout
+
+
+def test_foundation_has_the_shared_os_layer(foundation_image: str) -> None:
+    config = image_config(foundation_image)
+    assert config["Entrypoint"] == ["tini", "-g", "--"], config["Entrypoint"]
+    environment = dict(item.split("=", 1) for item in config.get("Env") or [])
+    assert (environment.get("LANG"), environment.get("LC_ALL")) == ("C.UTF-8", "C.UTF-8"), environment
+    script = (
+        "command -v tini kinit klist juvini-pip-install && klist -V"
+        " && python3 -m venv /tmp/venv && /tmp/venv/bin/python -c 'import ssl; print(ssl.OPENSSL_VERSION)'"
+    )
+    result = run_in(foundation_image, ["sh", "-c", script])
+    assert "Kerberos 5" in result.stdout and "OpenSSL" in result.stdout, result.stdout
+
+
+def test_foundation_writes_one_file_per_extra_ca(foundation_image: str, extra_ca: str) -> None:
+    if not extra_ca:
+        pytest.skip("this host trusts no CA beyond Debian's: nothing extra to install")
+    files = _extra_ca_files(foundation_image)
+    assert files.count("== ") == len(certificates_der(extra_ca)), files
+    assert certificates_der(files) == certificates_der(extra_ca)
+
+
+def test_foundation_refuses_extra_ca_text_without_a_certificate(base_os_image: str) -> None:
+    with pytest.raises(ImageToolError, match="EXTRA_CA_CERTS holds no PEM certificate"):
+        build_image(
+            IMAGES_DIR / "foundation",
+            f"juvini-test/foundation:{TAG}-junk-ca",
+            {"BASE_IMAGE": base_os_image, "EXTRA_CA_CERTS": "not a certificate\n-----END CERTIFICATE-----"},
+        )
+
+
+@pytest.mark.parametrize("fixture", IMAGE_FIXTURES)
+def test_images_above_inherit_the_foundation_trust_store(
+    fixture: str, request: pytest.FixtureRequest, foundation_image: str
+) -> None:
+    """Built on the foundation's layers, with its CA files and bundle, and no CA step of their own."""
+    image = request.getfixturevalue(fixture)
+    foundation_layers = _layers(foundation_image)
+    assert _layers(image)[: len(foundation_layers)] == foundation_layers, f"{image} is not built on {foundation_image}"
+    foundation_history = _history(foundation_image)
+    assert any("update-ca-certificates" in step for step in foundation_history), foundation_history
+    own_steps = _history(image)[: -len(foundation_history)]
+    ca_steps = [step for step in own_steps if "update-ca-certificates" in step or "EXTRA_CA_CERTS" in step]
+    assert not ca_steps, f"{image} has a CA step of its own: {ca_steps}"
+    assert _extra_ca_files(image) == _extra_ca_files(foundation_image)
+    bundle = run_in(image, ["cat", SYSTEM_BUNDLE_IN_IMAGE]).stdout
+    assert certificates_der(bundle) == certificates_der(
+        run_in(foundation_image, ["cat", SYSTEM_BUNDLE_IN_IMAGE]).stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "parent"),
+    [
+        ("hub_image", "foundation_image"),
+        ("notebook_base_image", "foundation_image"),
+        ("datascience_image", "notebook_base_image"),
+        ("pyspark_image", "datascience_image"),
+    ],
+)
+def test_images_record_the_base_they_are_built_on(fixture: str, parent: str, request: pytest.FixtureRequest) -> None:
+    image, base = request.getfixturevalue(fixture), request.getfixturevalue(parent)
+    labels = image_config(image).get("Labels") or {}
+    assert labels.get("org.opencontainers.image.base.name") == base, labels
+    assert labels.get("org.opencontainers.image.base.digest") == image_id(base), labels
+
+
+@pytest.mark.parametrize("folder", ["hub", "notebook-base", "notebook-datascience", "notebook-pyspark"])
+def test_images_above_the_foundation_need_base_image(folder: str, engine: None) -> None:
+    with pytest.raises(ImageToolError, match="BASE_IMAGE"):
+        build_image(IMAGES_DIR / folder, f"juvini-test/{folder}:no-base", {})
+
+
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
+def test_kerberos_client_tools(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    result = run_in(image, ["sh", "-c", "command -v kinit && command -v klist && klist -V"])
+    assert "/kinit" in result.stdout and "Kerberos 5" in result.stdout, result.stdout
+
+
+def test_pip_install_script_installs_exactly_the_file_and_checks_it(notebook_base_image: str) -> None:
+    """juvini-pip-install, the pip step of every image: into the venv of `python` on PATH, then pip check."""
+    usage = run_in(notebook_base_image, ["juvini-pip-install"], check=False)
+    assert usage.returncode == 2 and "usage" in usage.stderr, usage.stderr
+    install = (
+        f"printf '{USER_PACKAGE}=={USER_PACKAGE_VERSION}\\n' >/tmp/r.txt && juvini-pip-install /tmp/r.txt"
+        f" && python -c 'import {USER_MODULE}; print({USER_MODULE}.__file__)' && ls -A $HOME"
+    )
+    result = run_in(notebook_base_image, ["sh", "-c", install], check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/opt/juvini/venv/lib/python3" in result.stdout, result.stdout
+    assert ".cache" not in result.stdout.split(), result.stdout
+    # --no-deps then pip check: a file missing a dependency fails.
+    broken = f"printf '{BROKEN_PACKAGE}\\n' >/tmp/r.txt && juvini-pip-install /tmp/r.txt"
+    result = run_in(notebook_base_image, ["sh", "-c", broken], check=False, timeout=300)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert BROKEN_PACKAGE_MISSING in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- hub
@@ -361,11 +497,6 @@ def test_hub_proxy_version_as_the_lab_runs_it(hub_image: str) -> None:
     # The lab runs the proxy from the hub image as the lab user, not as root.
     result = run_in(hub_image, ["configurable-http-proxy", "--version"], user=f"{LAB_UID}:{LAB_GID}")
     assert result.stdout.strip() == CHP_VERSION
-
-
-def test_hub_has_kerberos_client_tools(hub_image: str) -> None:
-    result = run_in(hub_image, ["sh", "-c", "command -v kinit && command -v klist && klist -V"])
-    assert "/kinit" in result.stdout and "Kerberos 5" in result.stdout, result.stdout
 
 
 def test_hub_image_defaults(hub_image: str) -> None:
@@ -621,12 +752,6 @@ def test_datascience_has_graphviz_dot(datascience_image: str) -> None:
     assert "graphviz" in (result.stdout + result.stderr).lower()
 
 
-@pytest.mark.parametrize("folder", ["notebook-datascience", "notebook-pyspark"])
-def test_stacked_images_need_base_image(folder: str, engine: None) -> None:
-    with pytest.raises(ImageToolError, match="BASE_IMAGE"):
-        build_image(IMAGES_DIR / folder, f"juvini-test/{folder}:no-base", {})
-
-
 # --------------------------------------------------------------------------- notebook-pyspark
 
 
@@ -638,6 +763,15 @@ def test_pyspark_kernelspecs(pyspark_image: str) -> None:
     assert pyspark["argv"] == ["/usr/local/bin/juvini-pyspark-kernel", "-f", "{connection_file}"]
     java_home = run_in(pyspark_image, ["sh", "-c", 'echo "$JAVA_HOME"; "$JAVA_HOME/bin/java" -version 2>&1'])
     assert 'version "17' in java_home.stdout, java_home.stdout
+
+
+def test_pyspark_java_trusts_the_extra_cas(pyspark_image: str, extra_ca: str) -> None:
+    """Java's store is made from the system's certificates, which hold the foundation's extra CAs."""
+    if not extra_ca:
+        pytest.skip("this host trusts no CA beyond Debian's: nothing extra to install")
+    listing = run_in(pyspark_image, ["sh", "-c", '"$JAVA_HOME/bin/keytool" -list -rfc -cacerts -storepass changeit'])
+    missing = certificates_der(extra_ca) - certificates_der(listing.stdout)
+    assert not missing, f"{len(missing)} of the host's extra CAs are not in Java's trust store"
 
 
 #: Starts the named kernel with jupyter_client, as JupyterLab does, and runs Spark in it.

@@ -2,7 +2,9 @@
 
 Everything goes through ``/usr/bin/docker`` with BuildKit (the Debian client, whose
 builder works without buildx) and the scripts in ``images/tools/``, the same ones
-a lab host uses, so the tests exercise them too.
+a lab host uses, so the tests exercise them too. ``ImageChain`` builds the images in
+the program's order (``infra.images.build_order``): the foundation, then each image
+``FROM`` its parent.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from infra.images import ImageBuild, build_order
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO_ROOT / "images"
 TOOLS_DIR = IMAGES_DIR / "tools"
 
 DOCKER = "/usr/bin/docker"
-#: The OS image make-base-image.sh makes; the hub and notebook-base build FROM it.
+#: The OS image make-base-image.sh makes; the foundation builds FROM it.
 BASE_IMAGE_TAG = "juvini-base:bookworm"
 
 #: The system trust store (Debian's CAs plus the local ones) and Debian's own CAs.
@@ -172,7 +177,7 @@ def run_in(
     return docker(*args, image, *command, timeout=timeout, check=check)
 
 
-def image_config(image: str) -> dict[str, object]:
+def image_config(image: str) -> dict[str, Any]:
     """The ``Config`` section of ``docker image inspect`` (Cmd, Entrypoint, Env, Labels, ...)."""
     inspected = json.loads(docker("image", "inspect", image).stdout)
     return inspected[0]["Config"]
@@ -196,3 +201,56 @@ def parse_pins(text: str) -> dict[str, str]:
 def pinned_versions(requirements_txt: Path) -> dict[str, str]:
     """``{canonical name: version}`` of a frozen requirements file."""
     return parse_pins(requirements_txt.read_text(encoding="utf-8"))
+
+
+def image_id(image: str) -> str:
+    """The local image id (``sha256:...``) of ``image``."""
+    return docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+
+
+def chain_build_args(
+    build: ImageBuild, base: str, extra_ca: str, version: str, base_digest: str = ""
+) -> dict[str, str]:
+    """Build arguments of ``build`` on ``base``, as the program passes them (defaults for the lab user).
+
+    Only the foundation takes ``extra_ca``; the images above get their base's digest.
+    """
+    args = {"BASE_IMAGE": base, "JUVINI_VERSION": version}
+    if build.parent is None:
+        args["EXTRA_CA_CERTS"] = extra_ca
+    else:
+        args["BASE_IMAGE_DIGEST"] = base_digest
+    return args
+
+
+class ImageChain:
+    """The lab's images built on demand, each after and ``FROM`` its parent, once per instance.
+
+    Tags are ``<prefix>/<folder>:<tag>``; the foundation is built from ``base_os_image``
+    with ``extra_ca``.
+    """
+
+    def __init__(self, base_os_image: str, extra_ca: str, prefix: str, tag: str, version: str) -> None:
+        self.base_os_image = base_os_image
+        self.extra_ca = extra_ca
+        self.prefix = prefix
+        self.tag = tag
+        self.version = version
+        self.builds = {build.key: build for build in build_order()}
+        self._built: dict[str, str] = {}
+
+    def tag_of(self, key: str) -> str:
+        return f"{self.prefix}/{self.builds[key].folder}:{self.tag}"
+
+    def image(self, key: str) -> str:
+        """The image ``key`` (``foundation``, ``hub`` or a flavour), built with its parents if need be."""
+        if key not in self._built:
+            build = self.builds[key]
+            if build.parent is None:
+                base, digest = self.base_os_image, ""
+            else:
+                base = self.image(build.parent)
+                digest = image_id(base)
+            args = chain_build_args(build, base, self.extra_ca, self.version, digest)
+            self._built[key] = build_image(IMAGES_DIR / build.folder, self.tag_of(key), args)
+        return self._built[key]

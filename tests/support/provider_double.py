@@ -402,7 +402,7 @@ def _image(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[s
         raise RuntimeError(f"docker build of {name} failed ({result.returncode}); log {log_file}:\n{tail}")
     image = double.client.images.get(inputs["imageName"])
     seconds = time.monotonic() - started
-    return image.id, {"image_name": inputs["imageName"], "repo_digest": "", "build_seconds": seconds}, None
+    return image.id, {"image_name": inputs["imageName"], "repo_digest": image.id, "build_seconds": seconds}, None
 
 
 def _network(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[str, dict, Callable]:

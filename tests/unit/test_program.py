@@ -153,21 +153,43 @@ def test_networks_are_named_per_stack(dev: ProgramRun, prod: ProgramRun) -> None
 
 def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -> None:
     images = {r.name.removeprefix("juvini-dev-images-"): r for r in dev.of_type(IMAGE)}
-    assert set(images) == {"hub", "base", "datascience", "pyspark"}
+    assert set(images) == {"foundation", "hub", "base", "datascience", "pyspark"}
     for role, image in images.items():
         build = image.inputs["build"]
-        folder = HUB_FOLDER if role == "hub" else FLAVOURS[role].folder
+        folder = {"foundation": "foundation", "hub": HUB_FOLDER}.get(role) or FLAVOURS[role].folder
         assert build["context"].endswith(f"images/{folder}"), image
         assert (ROOT / "images" / folder / "Dockerfile").is_file(), image
         assert build["builderVersion"] == "BuilderBuildKit", image
         assert image.inputs["skipPush"] is True, image
-        assert "EXTRA_CA_CERTS" in build["args"], image
-    assert images["hub"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-base:bookworm"
-    assert images["base"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-base:bookworm"
+        assert build["args"]["JUVINI_VERSION"] == "0.1.0", image
+        # Only the foundation takes the extra CAs; the others inherit its trust store and
+        # get their base's digest, so that a rebuilt base rebuilds them.
+        assert ("EXTRA_CA_CERTS" in build["args"]) == (role == "foundation"), image
+        assert ("BASE_IMAGE_DIGEST" in build["args"]) == (role != "foundation"), image
+
+    def args_of(image: Any) -> dict[str, str]:
+        return image.inputs["build"]["args"]
+
+    def base_of(role: str) -> str:
+        return args_of(images[role])["BASE_IMAGE"]
+
+    assert images["foundation"].inputs["imageName"] == "juvini-dev-foundation:0.1.0"
+    assert base_of("foundation") == "juvini-base:bookworm"
+    assert base_of("hub") == base_of("base") == "juvini-dev-foundation:0.1.0"
+    assert base_of("datascience") == "juvini-dev-notebook-base:0.1.0"
+    assert base_of("pyspark") == "juvini-dev-notebook-datascience:0.1.0"
     assert images["base"].inputs["build"]["args"]["LAB_UID"] == "2100"
-    assert images["datascience"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-dev-notebook-base:0.1.0"
-    assert images["pyspark"].inputs["build"]["args"]["BASE_IMAGE"] == "juvini-dev-notebook-datascience:0.1.0"
-    assert dev.depends_on(images["pyspark"], images["datascience"]), images["pyspark"]
+    # The dev stack trusts the host's local CAs (juvini:images.extraCaBundle).
+    if list(Path("/usr/local/share/ca-certificates").glob("*.crt")):
+        assert "-----BEGIN CERTIFICATE-----" in args_of(images["foundation"])["EXTRA_CA_CERTS"]
+    # Built in order: the foundation first, then each image after the one it is built FROM.
+    for child, parent in [
+        ("hub", "foundation"),
+        ("base", "foundation"),
+        ("datascience", "base"),
+        ("pyspark", "datascience"),
+    ]:
+        assert dev.depends_on(images[child], images[parent]), f"{images[child]} does not wait for {images[parent]}"
 
 
 def test_prod_images_are_pushed_to_the_registry(prod: ProgramRun) -> None:
