@@ -23,27 +23,18 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from ldapauthenticator import LDAPAuthenticator
-from traitlets import Bool, Instance, List, Unicode, default
+from traitlets import Bool, List, Unicode
 
-from juvini_hub.kerberos import KerberosTickets
+from juvini_hub.kerberos import WithKerberosTickets
 
 
-class JuviniLDAPAuthenticator(LDAPAuthenticator):
+class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
     """ldapauthenticator plus admin groups, name normalisation and Kerberos at login."""
 
     admin_groups = List(Unicode(), help="Group DNs whose members are hub admins.").tag(config=True)
     keep_password = Bool(
         False, help="Keep the password in the encrypted auth state (for per-user Windows shares at spawn)."
     ).tag(config=True)
-    kerberos = Instance(KerberosTickets, help="kinit at login, configured once as c.KerberosTickets.")
-
-    @default("kerberos")
-    def _kerberos_default(self) -> KerberosTickets:
-        return KerberosTickets(parent=self)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        _ = self.kerberos  # an incomplete Kerberos configuration stops the hub at start
 
     def normalize_username(self, username: str) -> str:
         return super().normalize_username(username.strip())

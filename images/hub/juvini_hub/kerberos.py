@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, CaselessStrEnum, Float, Instance, Int, Unicode, default
+from traitlets.config import Configurable, LoggingConfigurable
 
 from juvini_hub.contract import check_required, required
 
@@ -179,3 +179,20 @@ class KerberosTickets(LoggingConfigurable):
             self.krb5_conf_host_path: {"bind": KRB5_CONF_MOUNT, "mode": "ro"},
         }
         return ServerTicket(volumes, environment)
+
+
+class WithKerberosTickets(Configurable):
+    """Gives the authenticator and the spawners the one ``KerberosTickets`` the config sets up.
+
+    Made when the object is, so an incomplete Kerberos configuration stops the hub at start.
+    """
+
+    kerberos = Instance(KerberosTickets, help="Users' Kerberos tickets, configured once as c.KerberosTickets.")
+
+    @default("kerberos")
+    def _kerberos_default(self) -> KerberosTickets:
+        return KerberosTickets(parent=self)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _ = self.kerberos

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 from dockerspawner import DockerSpawner, SwarmSpawner
 from tornado import web
-from traitlets import Dict, Instance, Int, List, TraitError, Unicode, default, validate
-from traitlets.config import Configurable
+from traitlets import Dict, Int, List, TraitError, Unicode, validate
 
 from juvini_hub.contract import check_required, required
-from juvini_hub.kerberos import KerberosTickets
+from juvini_hub.kerberos import WithKerberosTickets
 from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
 
 # Pairs handed out to servers whose containers are being created: the hub is one
@@ -47,7 +46,7 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class JuviniSpawnerMixin(Configurable):
+class JuviniSpawnerMixin(WithKerberosTickets):
     """What every lab spawner does before the server starts."""
 
     if TYPE_CHECKING:
@@ -69,16 +68,10 @@ class JuviniSpawnerMixin(Configurable):
     )
     lab_uid = required(Int(help="uid owning users' folders; containers run as it."))
     lab_gid = required(Int(help="gid owning users' folders."))
-    kerberos = Instance(KerberosTickets, help="Users' tickets at each start, configured once as c.KerberosTickets.")
-
-    @default("kerberos")
-    def _kerberos_default(self) -> KerberosTickets:
-        return KerberosTickets(parent=self)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_required(self)
-        _ = self.kerberos  # checks its own options
 
     async def prepare_kerberos(self) -> None:
         """Renew the user's ticket from the encrypted auth state and hand it to the container."""
