@@ -119,7 +119,7 @@ class Hub(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-hub",
             name=naming.physical("hub"),
-            image=images.hub_image_name,
+            image=images.hub_image_digest,
             envs=secret_env(environment),
             uploads=hub_uploads(settings, self.config_text),
             mounts=hub_mounts(settings),

@@ -107,6 +107,9 @@ class Images(pulumi.ComponentResource):
         self.foundation_image_name: str = names.pop(FOUNDATION)
         self.hub = built.pop(HUB)
         self.hub_image_name: str = names.pop(HUB)
+        #: What the hub and proxy containers run: the built image's id (its digest once pushed), so a
+        #: rebuilt hub image (new juvini_hub code, a new CA) replaces them even under the same tag.
+        self.hub_image_digest: pulumi.Output[str] = self.hub.repo_digest
         self.notebooks = built
         self.notebook_image_names: dict[str, str] = names
 

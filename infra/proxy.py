@@ -95,7 +95,7 @@ class Proxy(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-proxy",
             name=naming.physical("proxy"),
-            image=images.hub_image_name,  # the hub image ships configurable-http-proxy
+            image=images.hub_image_digest,  # the hub image ships configurable-http-proxy
             command=proxy_command(settings, naming.physical("hub")),
             user=f"{settings.lab_user.uid}:{settings.lab_user.gid}",
             envs=secret_env(proxy_environment(proxy_token)),

@@ -25,6 +25,8 @@ from pulumi.runtime import rpc
 
 SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi's wire format puts on secret values
 MOCK_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMOCK-{name}\n-----END PRIVATE KEY-----\n"
+#: The image id pulumi-docker reports as a local image's repoDigest.
+MOCK_IMAGE_ID = "sha256:mock-{name}"
 MOCK_CERT = "-----BEGIN CERTIFICATE-----\nMOCK-{name}\n-----END CERTIFICATE-----\n"
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
@@ -152,7 +154,9 @@ class LabMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.inputs[(args.typ, args.name)] = dict(args.inputs)
         outputs = _unwrap(dict(args.inputs))
-        if args.typ == "random:index/randomBytes:RandomBytes":
+        if args.typ == "docker:index/image:Image":
+            outputs |= {"repo_digest": MOCK_IMAGE_ID.format(name=args.name)}
+        elif args.typ == "random:index/randomBytes:RandomBytes":
             outputs |= {"hex": f"{args.name}-hex".encode().hex()[:64].ljust(64, "0"), "base64": "bW9jaw=="}
         elif args.typ == "tls:index/privateKey:PrivateKey":
             outputs |= {"private_key_pem": MOCK_PRIVATE_KEY.format(name=args.name), "public_key_pem": "PUBLIC"}

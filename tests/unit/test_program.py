@@ -15,7 +15,14 @@ import yaml
 from infra import outputs
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.images import HUB_FOLDER
-from tests.support.pulumi_mocks import MOCK_PRIVATE_KEY, ProgramFailed, ProgramRun, Registration, run_program
+from tests.support.pulumi_mocks import (
+    MOCK_IMAGE_ID,
+    MOCK_PRIVATE_KEY,
+    ProgramFailed,
+    ProgramRun,
+    Registration,
+    run_program,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -245,7 +252,8 @@ def test_proxy_serves_https_on_the_configured_port_with_the_stacks_cert(dev: Pro
     assert (mount["source"], mount["readOnly"]) == ("/etc/jupyterhub/ssl", True), proxy
     assert proxy.inputs["restart"] == "unless-stopped", proxy
     assert "hub/health" in " ".join(proxy.inputs["healthcheck"]["tests"]), proxy
-    assert proxy.inputs["image"] == "juvini-dev-hub:0.1.0", proxy
+    # The hub image's id, not its tag: a rebuilt image replaces the container even under the same tag.
+    assert proxy.inputs["image"] == MOCK_IMAGE_ID.format(name="juvini-dev-images-hub"), proxy
     networks = [n["name"] for n in proxy.inputs["networksAdvanced"]]
     assert networks == ["juvini-dev-hub-net", "juvini-dev-users-net"], proxy
 
@@ -277,7 +285,8 @@ def test_hub_container_gets_config_socket_state_and_secrets(dev: ProgramRun) -> 
     env_names = sorted(entry.split("=", 1)[0] for entry in hub.inputs["envs"])
     assert env_names == ["CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"], hub
     assert hub.secret_inputs == {"envs"}, f"{hub} secrets: {hub.secret_inputs}"
-    assert hub.inputs["image"] == "juvini-dev-hub:0.1.0", hub
+    # The hub image's id, not its tag: a rebuilt image replaces the container even under the same tag.
+    assert hub.inputs["image"] == MOCK_IMAGE_ID.format(name="juvini-dev-images-hub"), hub
     networks = [n["name"] for n in hub.inputs["networksAdvanced"]]
     assert networks == ["juvini-dev-hub-net", "juvini-dev-users-net"], hub
 
