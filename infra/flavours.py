@@ -24,6 +24,9 @@ class Flavour:
     display_name: str
     #: One line saying what is in it.
     description: str
+    #: Its servers can run Spark drivers: only they get a Spark driver / block-manager port pair
+    #: (client mode against an external cluster); the others take none.
+    spark: bool
 
     @property
     def role(self) -> str:
@@ -39,6 +42,7 @@ FLAVOURS: tuple[Flavour, ...] = (
         parent=None,
         display_name="Base: JupyterLab, Python, build tools",
         description="JupyterLab and Notebook with Python 3, a compiler and everyday command-line tools.",
+        spark=False,
     ),
     Flavour(
         name="datascience",
@@ -46,6 +50,7 @@ FLAVOURS: tuple[Flavour, ...] = (
         parent="base",
         display_name="Data science: the Anaconda-style stack",
         description="Base plus the Anaconda-style scientific stack: NumPy, pandas, SciPy, scikit-learn, plotting.",
+        spark=False,
     ),
     Flavour(
         name="pyspark",
@@ -53,6 +58,7 @@ FLAVOURS: tuple[Flavour, ...] = (
         parent="datascience",
         display_name="PySpark: data science + Spark (Python 3 and PySpark kernels)",
         description="Data science plus Java 17, PySpark and a PySpark kernel with the lab's driver-memory limit.",
+        spark=True,
     ),
 )
 

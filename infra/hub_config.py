@@ -100,6 +100,11 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "environment": environment,
         "container_user": f"{uid}:{gid}",
         "container_labels": naming.labels("user"),
+        # Only servers of these images take a Spark port pair (infra/flavours.py: spark).
+        "spark_images": sorted(
+            {notebook_images[flavour] for flavour in settings.spawner.allowed_images if FLAVOURS[flavour].spark}
+        ),
+        "spark_require_ports": settings.spark.require_ports,
         "spark_driver_ports": str(settings.spark.driver_ports),
         "spark_block_manager_ports": str(settings.spark.block_manager_ports),
         "spark_driver_host": settings.spark.driver_host or settings.host.address,

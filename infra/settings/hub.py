@@ -154,12 +154,17 @@ class SparkSettings(Section):
     )
     driver_ports: PortRange = Field(
         default=PortRange(first=12000, last=12010),
-        description="Host ports handed out as spark.driver.port, one per running server (single Docker host, "
-        "not with swarm.enabled).",
+        description="Host ports handed out as spark.driver.port, one per running server of a Spark image "
+        "(pyspark; single Docker host, not with swarm.enabled).",
     )
     block_manager_ports: PortRange = Field(
         default=PortRange(first=11100, last=11110),
-        description="Host ports handed out as spark.blockManager.port, one per running server.",
+        description="Host ports handed out as spark.blockManager.port, one per running server of a Spark image.",
+    )
+    require_ports: bool = Field(
+        default=False,
+        description="Refuse to start a Spark image's server when every port pair is taken. By default it starts "
+        "for local Spark only and says so (JUVINI_SPARK_WARNING, the PySpark kernel, the spawn page).",
     )
     driver_host: HostnameOrIp | None = Field(
         default=None,

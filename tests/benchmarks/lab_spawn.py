@@ -204,7 +204,8 @@ def main() -> None:
     config = lab_config(root, _free_port())
     config["spawner"] |= {"idleTimeout": 0, "allowedImages": [args.flavour]}
     config["hub"]["concurrentSpawnLimit"] = 0
-    # One Spark port pair per running server: room for the largest round.
+    # One Spark port pair per running server of a Spark image (--flavour pyspark): room for the
+    # largest round, so that every server runs as in client mode (others take no pair).
     most = max(counts)
     config["spark"] |= {"driverPorts": f"12000-{12000 + most}", "blockManagerPorts": f"11100-{11100 + most}"}
     started = time.perf_counter()

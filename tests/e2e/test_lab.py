@@ -229,7 +229,7 @@ def test_spark_ports_are_allocated_published_and_released(lab: Lab, alice: LabUs
     finally:
         alice.stop_server()
     # Released: the freed pair is handed out again.
-    alice.start_server(FLAVOURS["base"].display_name)
+    alice.start_server(FLAVOURS["pyspark"].display_name)
     try:
         container = user_container(lab, "alice")
         assert container is not None
@@ -238,26 +238,76 @@ def test_spark_ports_are_allocated_published_and_released(lab: Lab, alice: LabUs
         alice.stop_server()
 
 
-def test_when_spark_ports_run_out_the_next_user_gets_a_clear_message(lab: Lab) -> None:
+def container_environment(container: docker.models.containers.Container) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in container.attrs["Config"]["Env"])
+
+
+def pairs_in_use(lab: Lab) -> int:
+    """Pairs of the e2e ranges held by running servers of any lab on the host (they share host ports)."""
+    running = lab.docker.containers.list(filters={"label": ["org.juvini.spark-driver-port"]})
+    return sum(1 for container in running if set(spark_bindings(container)) & set(range(12000, 12004)))
+
+
+def test_servers_of_images_without_spark_take_no_spark_ports(lab: Lab) -> None:
+    """More base servers than the 4 Spark port pairs start (the 12th of 20 users used to get 503)."""
     started: list[LabUser] = []
     try:
-        for index in range(6):  # the range holds 4 pairs; other servers may hold some
+        for index in range(5):
+            user = lab.user(f"plain{index}")
+            user.sign_up()
+            user.log_in()
+            user.start_server(FLAVOURS["base"].display_name)
+            started.append(user)
+            container = user_container(lab, user.name)
+            assert container is not None
+            assert not spark_bindings(container)
+            assert not {"SPARK_DRIVER_PORT", "JUVINI_SPARK_WARNING"} & set(container_environment(container))
+    finally:
+        for user in started:
+            user.stop_server()
+
+
+def test_when_spark_ports_run_out_a_pyspark_server_starts_for_local_spark_and_says_why(lab: Lab) -> None:
+    """The spawn page's progress shows each step; past the 4 pairs a PySpark server starts without
+    one, and says why in its environment, in the progress and in the PySpark kernel's first cell.
+    (The refusal with spark.requirePorts is tested in tests/unit/test_hub_spawner.py.)"""
+    started: list[LabUser] = []
+    try:
+        free = 4 - pairs_in_use(lab)
+        for index in range(free + 1):
             user = lab.user(f"sparky{index}")
             user.sign_up()
             user.log_in()
-            response = user.request_server(FLAVOURS["base"].display_name)
-            if response.status_code in (201, 202):
-                started.append(user)
-                wait_for(f"{user.name}'s server", user._ready_server, timeout=300, interval=1)
+            events = user.start_server_following_progress(FLAVOURS["pyspark"].display_name)
+            started.append(user)
+            assert events[-1].get("ready"), events
+            messages = [event["message"] for event in events]
+            assert messages[0] == "Server requested", messages
+            assert any(message.startswith("Server answering after") for message in messages), messages
+            container = user_container(lab, user.name)
+            assert container is not None
+            environment = container_environment(container)
+            if index < free:
+                assert spark_bindings(container), f"{user.name} got no pair with {free - index} free"
+                assert "JUVINI_SPARK_WARNING" not in environment
+                assert any(message.startswith("Spark ports: driver ") for message in messages), messages
                 continue
-            assert response.status_code == 503, response.text
-            assert "All Spark ports are in use" in response.json()["message"], response.text
-            assert not user.model().get("servers")
-            break
-        else:
-            raise AssertionError("six servers started on four Spark port pairs")
-        running = lab.docker.containers.list(filters={"label": [f"org.juvini.stack={STACK}", "org.juvini.role=user"]})
-        assert sum(1 for c in running if spark_bindings(c)) == 4
+            # No pair left: local Spark only.
+            assert not spark_bindings(container)
+            assert "SPARK_DRIVER_PORT" not in environment
+            warning = environment["JUVINI_SPARK_WARNING"]
+            assert warning.startswith("All 4 Spark port pairs of this lab are in use"), warning
+            assert f"Warning: {warning}" in messages, messages
+            streams = user.run_code_streams(
+                "from pyspark.sql import SparkSession\n"
+                "spark = SparkSession.builder.master('local[1]').getOrCreate()\n"
+                "print(spark.range(10).count())\n",
+                kernel_name="pyspark",
+                timeout=240,
+            )
+            assert streams["stdout"].split() == ["10"], streams
+            assert f"Juvini: {warning}" in streams["stderr"], streams
+        assert pairs_in_use(lab) == 4
     finally:
         for user in started:
             user.stop_server()

@@ -856,6 +856,47 @@ def test_pyspark_kernel_uses_the_spawners_driver_ports(pyspark_image: str) -> No
     assert probe["count"] == 100, probe
 
 
+#: Runs two cells in a fresh PySpark kernel, as JupyterLab does; prints each cell's streams.
+WARNING_PROBE = r"""
+import json
+from jupyter_client.manager import start_new_kernel
+
+manager, client = start_new_kernel(kernel_name="pyspark", startup_timeout=120)
+try:
+    for code in ("print('first')", "print('second')"):
+        streams = []
+
+        def keep(message, streams=streams):
+            if message["msg_type"] == "stream":
+                streams.append([message["content"]["name"], message["content"]["text"]])
+
+        client.execute_interactive(code, timeout=120, output_hook=keep)
+        print("JUVINI_CELL " + json.dumps(streams))
+finally:
+    client.stop_channels()
+    manager.shutdown_kernel(now=True)
+"""
+
+
+def test_pyspark_kernel_shows_the_spark_warning_above_the_first_cell(pyspark_image: str) -> None:
+    """The hub gave the server no Spark port pair: the notebook says why, once."""
+    warning = "All 4 Spark port pairs of this lab are in use, so this server runs Spark in local mode only."
+    result = run_in(
+        pyspark_image, ["python", "-c", WARNING_PROBE], env={"JUVINI_SPARK_WARNING": warning}, check=False, timeout=300
+    )
+    cells = [
+        json.loads(line.removeprefix("JUVINI_CELL "))
+        for line in result.stdout.splitlines()
+        if line.startswith("JUVINI_CELL ")
+    ]
+    assert len(cells) == 2, result.stdout + result.stderr
+    (first, second) = (
+        {name: "".join(text for kind, text in cell if kind == name) for name in ("stdout", "stderr")} for cell in cells
+    )
+    assert first["stdout"] == "first\n" and f"Juvini: {warning}\n" in first["stderr"], first
+    assert second["stdout"] == "second\n" and "Juvini" not in second["stderr"], second
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

@@ -1,4 +1,5 @@
-"""A lab user's view over HTTPS: sign up, log in, start a server, run code in a kernel.
+"""A lab user's view over HTTPS: sign up, log in, start a server (following its progress), run code
+in a kernel.
 
 Everything goes through the proxy's HTTPS port and is verified against the stack's CA
 output. Waits loop on real readiness with deadlines, never on fixed sleeps.
@@ -6,6 +7,7 @@ output. Waits loop on real readiness with deadlines, never on fixed sleeps.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import ssl
@@ -127,6 +129,25 @@ class LabUser:
                 raise AssertionError(f"{self.name}'s server is neither pending nor running")
         return None
 
+    def start_server_following_progress(self, image_choice: str | None = None, timeout: float = 300) -> list[dict]:
+        """Start the server as the spawn page does: ask for it, follow its progress event stream
+        (``/hub/api/users/<name>/server/progress``) to the end; the events, the last one ready or failed."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            posted = pool.submit(self.request_server, image_choice)
+            events = wait_for(f"{self.name}'s progress events", self._progress_events, timeout, interval=0.1)
+            response = posted.result(timeout=timeout)
+        if response.status_code not in (201, 202):
+            raise AssertionError(f"spawn for {self.name} refused: {response.status_code} {response.text[:300]}")
+        return events
+
+    def _progress_events(self) -> list[dict] | None:
+        with self.api("GET", f"hub/api/users/{self.name}/server/progress", stream=True) as response:
+            if response.status_code in (400, 404):  # the hub has not begun the start yet
+                return None
+            response.raise_for_status()
+            prefix = b"data:"
+            return [json.loads(line[len(prefix) :]) for line in response.iter_lines() if line.startswith(prefix)]
+
     def stop_server(self, timeout: float = 120) -> None:
         response = self.api("DELETE", f"hub/api/users/{self.name}/server")
         if response.status_code not in (202, 204):
@@ -141,23 +162,33 @@ class LabUser:
         with self.kernel(kernel_name) as run:
             return run(code, timeout)
 
+    def run_code_streams(self, code: str, kernel_name: str = "python3", timeout: float = 180) -> dict[str, str]:
+        """As :meth:`run_code`, in a fresh kernel: the text of each output stream (stdout, stderr)."""
+        with self._kernel_id(kernel_name) as kernel_id:
+            return self._execute(kernel_id, code, timeout)
+
     @contextlib.contextmanager
     def kernel(self, kernel_name: str = "python3") -> Iterator[Callable[[str, float], str]]:
         """A kernel that lives for the ``with`` block: yields ``run(code, timeout) -> stdout``."""
+        with self._kernel_id(kernel_name) as kernel_id:
+
+            def execute(code: str, timeout: float = 180) -> str:
+                return self._execute(kernel_id, code, timeout)["stdout"]
+
+            yield execute
+
+    @contextlib.contextmanager
+    def _kernel_id(self, kernel_name: str) -> Iterator[str]:
         response = self.server_api("POST", "api/kernels", json={"name": kernel_name})
         if response.status_code != 201:
             raise AssertionError(f"kernel start refused: {response.status_code} {response.text[:300]}")
         kernel_id = response.json()["id"]
         try:
-
-            def execute(code: str, timeout: float = 180) -> str:
-                return self._execute(kernel_id, code, timeout)
-
-            yield execute
+            yield kernel_id
         finally:
             self.server_api("DELETE", f"api/kernels/{kernel_id}")
 
-    def _execute(self, kernel_id: str, code: str, timeout: float) -> str:
+    def _execute(self, kernel_id: str, code: str, timeout: float) -> dict[str, str]:
         ws_url = self.url(f"user/{self.name}/api/kernels/{kernel_id}/channels").replace("https://", "wss://", 1)
         context = ssl.create_default_context(cafile=self.ca_file)
         connection = websocket.create_connection(
@@ -182,19 +213,19 @@ class LabUser:
                 "channel": "shell",
             }
             connection.send(json.dumps(request))
-            stdout: list[str] = []
+            streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 message = json.loads(connection.recv())
                 if message.get("parent_header", {}).get("msg_id") != message_id:
                     continue
                 kind = message["header"]["msg_type"]
-                if kind == "stream" and message["content"]["name"] == "stdout":
-                    stdout.append(message["content"]["text"])
+                if kind == "stream":
+                    streams.setdefault(message["content"]["name"], []).append(message["content"]["text"])
                 elif kind == "error":
                     raise AssertionError("kernel error: " + "\n".join(message["content"]["traceback"])[-3000:])
                 elif kind == "status" and message["content"]["execution_state"] == "idle":
-                    return "".join(stdout)
+                    return {name: "".join(texts) for name, texts in streams.items()}
             raise DeadlineExceeded(f"code did not finish within {timeout} s")
         finally:
             connection.close()

@@ -681,6 +681,26 @@ def test_spark_driver_host_is_the_setting_or_the_host_address(load: Load, varian
     assert (made.spark_driver_ports, made.spark_block_manager_ports) == ("12000-12010", "11100-11110")
 
 
+def test_only_the_spark_flavours_images_take_spark_ports(load: Load) -> None:
+    """One source: the flavours table's spark column, resolved to the images the stack built."""
+    assert [flavour.name for flavour in FLAVOURS.values() if flavour.spark] == ["pyspark"]
+    loaded = load()
+    assert spawner(loaded).spark_images == [loaded.notebook_images["pyspark"]]
+    # The images users pick from are the same strings DockerSpawner starts.
+    assert loaded.notebook_images["pyspark"] in loaded.config.DockerSpawner.allowed_images.values()
+
+
+def test_without_the_pyspark_image_no_server_takes_spark_ports(load: Load) -> None:
+    assert spawner(load({"spawner": {"allowedImages": ["base", "datascience"]}})).spark_images == []
+
+
+@pytest.mark.parametrize(("raw", "required"), [({}, False), ({"spark": {"requirePorts": True}}, True)])
+def test_a_spark_port_pair_is_required_only_when_the_stack_says_so(
+    load: Load, raw: dict[str, Any], required: bool
+) -> None:
+    assert spawner(load(raw)).spark_require_ports is required
+
+
 def test_the_hub_package_repeats_no_default_of_the_settings() -> None:
     """uid/gid defaults and in-hub paths live in infra; juvini_hub gets them from the config."""
     sources = {path.name: path.read_text() for path in Path(juvini_hub.__file__).parent.glob("*.py")}

@@ -8,6 +8,11 @@ they need.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import socket
+import threading
+import time
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +21,9 @@ from typing import Any
 
 import docker.errors
 import pytest
+import requests
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import format_exception, iterate_until, url_path_join, wait_for_http_server
 from ldapauthenticator import LDAPAuthenticator
 from pydantic import SecretStr
 from tornado import web
@@ -29,6 +36,7 @@ from juvini_hub import kerberos as kerberos_module
 from juvini_hub import spawner as spawner_module
 from juvini_hub.auth import JuviniLDAPAuthenticator
 from juvini_hub.contract import MissingConfig
+from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import KerberosTickets, KinitResult
 from juvini_hub.spark_ports import (
     BLOCK_MANAGER_PORT_LABEL,
@@ -38,7 +46,7 @@ from juvini_hub.spark_ports import (
     SparkPorts,
     allocate,
 )
-from juvini_hub.spawner import JuviniDockerSpawner
+from juvini_hub.spawner import JuviniDockerSpawner, JuviniSwarmSpawner
 
 pytestmark = pytest.mark.unit
 
@@ -102,11 +110,28 @@ class FakeDocker:
 
 @pytest.fixture(autouse=True)
 def fresh_allocation_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test's event loop gets its own allocation lock; no reservation leaks between tests."""
+    """Each test's event loop gets its own allocation lock, and its own Docker threads and clients;
+    no reservation leaks between tests."""
     monkeypatch.setattr(spawner_module, "_ALLOCATION_LOCK", asyncio.Lock())
+    calls = DockerCalls()
+    monkeypatch.setattr(spawner_module, "_DOCKER_CALLS", calls)
     spawner_module._RESERVED.clear()
     yield
+    calls.shutdown()
     spawner_module._RESERVED.clear()
+
+
+@pytest.fixture
+def always_answering(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Started servers answer at once (no HTTP server behind them); the URLs asked, in order."""
+    asked: list[str] = []
+
+    async def answers(client: Any, url: str, timeout: float) -> bool:
+        asked.append(url)
+        return True
+
+    monkeypatch.setattr(spawner_module, "answers", answers)
+    return asked
 
 
 async def _yield(times: int = 1) -> None:
@@ -115,7 +140,7 @@ async def _yield(times: int = 1) -> None:
 
 
 @pytest.fixture
-def docker_state(monkeypatch: pytest.MonkeyPatch) -> FakeDocker:
+def docker_state(monkeypatch: pytest.MonkeyPatch, always_answering: list[str]) -> FakeDocker:
     state = FakeDocker()
 
     async def fake_docker(self: JuviniDockerSpawner, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -147,14 +172,23 @@ def docker_state(monkeypatch: pytest.MonkeyPatch) -> FakeDocker:
 
 
 SHARE_LABELS = {"org.juvini.stack": "t", "org.juvini.role": "user-share"}
+SPARK_IMAGE = "juvini-t-notebook-pyspark:1"
+BASE_IMAGE = "juvini-t-notebook-base:1"
+PICKS = {"Base": BASE_IMAGE, "PySpark": SPARK_IMAGE}
 
 
 def spawner_config(users_dir: Path, drivers: str, blocks: str) -> Config:
-    """The options the rendered config sets for a JuviniDockerSpawner."""
+    """The options the rendered config sets for a JuviniDockerSpawner (the Spark image by default)."""
     config = Config()
     config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
     config.JuviniSpawnerMixin.lab_uid = 2100
     config.JuviniSpawnerMixin.lab_gid = 2100
+    config.DockerSpawner.allowed_images = PICKS
+    config.DockerSpawner.image = SPARK_IMAGE
+    config.DockerSpawner.pull_policy = "never"
+    config.DockerSpawner.remove = True
+    config.JuviniDockerSpawner.spark_images = [SPARK_IMAGE]
+    config.JuviniDockerSpawner.spark_require_ports = False
     config.JuviniDockerSpawner.spark_driver_ports = drivers
     config.JuviniDockerSpawner.spark_block_manager_ports = blocks
     config.JuviniDockerSpawner.spark_driver_host = "10.1.2.3"
@@ -226,14 +260,26 @@ def test_concurrent_starts_get_distinct_pairs(docker_state: FakeDocker, tmp_path
     assert not spawner_module._RESERVED, "reservations outlived the starts"
 
 
-def test_a_start_beyond_the_ranges_is_refused_with_the_reason(docker_state: FakeDocker, tmp_path: Path) -> None:
+def require_ports() -> Config:
+    config = Config()
+    config.JuviniDockerSpawner.spark_require_ports = True
+    return config
+
+
+def test_with_require_ports_a_start_beyond_the_ranges_is_refused_with_the_reason(
+    docker_state: FakeDocker, tmp_path: Path
+) -> None:
     for name in ("alice", "bob"):
-        asyncio.run(make_spawner(name, tmp_path).start())
+        asyncio.run(make_spawner(name, tmp_path, config=require_ports()).start())
     with pytest.raises(web.HTTPError) as refused:
-        asyncio.run(make_spawner("carol", tmp_path).start())
+        asyncio.run(make_spawner("carol", tmp_path, config=require_ports()).start())
     assert refused.value.status_code == 503
     assert "All Spark ports are in use" in str(refused.value.log_message)
+    # What the spawn page and the progress stream show ("Spawn failed: <message>").
+    message, _ = format_exception(refused.value)
+    assert message.startswith("All Spark ports are in use by running servers (driver ports 12000-12001")
     assert not spawner_module._RESERVED
+    assert len(docker_state.containers) == 2
 
 
 def test_a_failed_start_releases_its_reservation(
@@ -297,6 +343,8 @@ def test_a_spawner_without_the_lab_facts_fails_naming_the_missing_options() -> N
         "c.JuviniDockerSpawner.spark_block_manager_ports",
         "c.JuviniDockerSpawner.spark_driver_host",
         "c.JuviniDockerSpawner.spark_driver_ports",
+        "c.JuviniDockerSpawner.spark_images",
+        "c.JuviniDockerSpawner.spark_require_ports",
         "c.JuviniDockerSpawner.spark_publish_ip",
         "c.JuviniDockerSpawner.user_share_labels",
     ):
@@ -560,6 +608,20 @@ def test_without_a_password_the_server_starts_and_says_why(docker_state: FakeDoc
     assert "home" in spawner.environment["JUVINI_CIFS_WARNING"]
 
 
+def test_a_start_without_the_password_does_not_mount_the_last_starts_share_volume(
+    docker_state: FakeDocker, tmp_path: Path
+) -> None:
+    spawner = with_auth_state(make_spawner("alice", tmp_path), {"password": "alice-pw"})
+    spawner.cifs_user_shares = SHARES
+    asyncio.run(spawner.start())
+    assert "jupyter-alice-cifs-home" in spawner.volumes
+    with_auth_state(spawner, {})
+    asyncio.run(spawner.start())
+    # Docker would make an empty volume of that name (removed at the last stop) and mount it.
+    assert "jupyter-alice-cifs-home" not in spawner.volumes
+    assert "home" in spawner.environment["JUVINI_CIFS_WARNING"]
+
+
 def test_stopping_removes_the_users_share_volumes(docker_state: FakeDocker, tmp_path: Path, monkeypatch) -> None:
     async def fake_stop(self: JuviniDockerSpawner, now: bool = False) -> None:
         return None
@@ -569,3 +631,617 @@ def test_stopping_removes_the_users_share_volumes(docker_state: FakeDocker, tmp_
     spawner.cifs_user_shares = SHARES
     asyncio.run(spawner.stop())
     assert ("remove_volume", ("jupyter-alice-cifs-home",), {}) in docker_state.calls
+
+
+# --- who gets a Spark port pair ------------------------------------------------------------
+
+
+def test_a_server_of_an_image_without_spark_takes_no_pair(docker_state: FakeDocker, tmp_path: Path) -> None:
+    config = Config()
+    config.DockerSpawner.image = BASE_IMAGE
+    spawner = make_spawner("alice", tmp_path, config=config)
+    asyncio.run(spawner.start())
+    assert spawner.spark_ports is None
+    assert "ports" not in spawner.extra_create_kwargs
+    assert DRIVER_PORT_LABEL not in spawner.extra_create_kwargs["labels"]
+    assert "port_bindings" not in spawner.extra_host_config
+    assert not {"SPARK_DRIVER_PORT", "SPARK_BLOCKMANAGER_PORT", "JUVINI_SPARK_WARNING"} & set(spawner.environment)
+    assert not [call for call in docker_state.calls if call[0] == "containers"], "no need to look at the ports"
+
+
+def test_servers_without_spark_start_beyond_the_port_ranges(docker_state: FakeDocker, tmp_path: Path) -> None:
+    """The measured failure: the 12th user starting the base image got 503; capacity is no longer bound."""
+    config = Config()
+    config.DockerSpawner.image = BASE_IMAGE
+    for index in range(6):  # three times the two pairs of the ranges
+        asyncio.run(make_spawner(f"user{index}", tmp_path, config=config).start())
+    assert len(docker_state.containers) == 6
+
+
+def test_the_users_pick_decides_whether_the_server_takes_a_pair(docker_state: FakeDocker, tmp_path: Path) -> None:
+    base = make_spawner("alice", tmp_path)
+    base.user_options = {"image": "Base"}
+    asyncio.run(base.start())
+    pyspark = make_spawner("bob", tmp_path)
+    pyspark.user_options = {"image": "PySpark"}
+    asyncio.run(pyspark.start())
+    assert (base.image, base.spark_ports) == (BASE_IMAGE, None)
+    assert (pyspark.image, pyspark.spark_ports) == (SPARK_IMAGE, SparkPorts(12000, 11100))
+
+
+def test_when_pairs_run_out_a_spark_server_starts_for_local_spark_and_says_why(
+    docker_state: FakeDocker, tmp_path: Path
+) -> None:
+    for name in ("alice", "bob"):
+        asyncio.run(make_spawner(name, tmp_path).start())
+    carol = make_spawner("carol", tmp_path)
+    asyncio.run(carol.start())
+    assert len(docker_state.containers) == 3
+    assert carol.spark_ports is None
+    assert "ports" not in carol.extra_create_kwargs
+    assert not {"SPARK_DRIVER_PORT", "SPARK_BLOCKMANAGER_PORT", "SPARK_DRIVER_HOST"} & set(carol.environment)
+    warning = carol.environment["JUVINI_SPARK_WARNING"]
+    assert warning.startswith("All 2 Spark port pairs of this lab are in use, so this server runs Spark in local mode")
+    assert "client mode against an external cluster is unavailable until a pair frees up" in warning
+    assert not spawner_module._RESERVED
+
+
+def test_the_next_start_forgets_the_last_starts_pair_and_warning(docker_state: FakeDocker, tmp_path: Path) -> None:
+    """JupyterHub keeps one spawner for a user's every start: nothing of the last one may leak."""
+    alice = make_spawner("alice", tmp_path)
+    asyncio.run(alice.start())
+    assert alice.spark_ports == SparkPorts(12000, 11100)
+    docker_state.containers.clear()  # alice stopped; bob and carol take both pairs
+    for name in ("bob", "carol"):
+        asyncio.run(make_spawner(name, tmp_path).start())
+    asyncio.run(alice.start())
+    assert alice.spark_ports is None
+    assert "ports" not in alice.extra_create_kwargs
+    assert alice.extra_create_kwargs["labels"] == {"org.juvini.stack": "t"}
+    assert "port_bindings" not in alice.extra_host_config
+    assert "SPARK_DRIVER_PORT" not in alice.environment
+    assert "JUVINI_SPARK_WARNING" in alice.environment
+    # alice and carol stopped: carol's pair is free again
+    docker_state.containers[:] = [c for c in docker_state.containers if c["Id"] not in ("id-alice", "id-carol")]
+    asyncio.run(alice.start())
+    assert alice.spark_ports == SparkPorts(12001, 11101)
+    assert alice.extra_create_kwargs["ports"] == {"12001/tcp": None, "11101/tcp": None}
+    assert alice.environment["SPARK_DRIVER_PORT"] == "12001"
+    assert "JUVINI_SPARK_WARNING" not in alice.environment
+
+
+# --- a Docker engine behind docker-py's API, called from threads ----------------------------
+
+
+def api_error(status: int, message: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    error_class = docker.errors.NotFound if status == 404 else docker.errors.APIError
+    return error_class(message, response=response)
+
+
+class FakeEngine:
+    """A Docker engine as docker-py's APIClient sees it, for spawners running the real DockerSpawner
+    and SwarmSpawner code: each call takes ``delay`` seconds in the calling thread, as a request
+    to the engine would, and the engine checks that no client is used by two threads."""
+
+    def __init__(self, delay: float = 0.0, images: tuple[str, ...] = (SPARK_IMAGE, BASE_IMAGE)) -> None:
+        self.delay = delay
+        self.images = set(images)
+        self.lock = threading.Lock()
+        self.containers: dict[str, dict[str, Any]] = {}  # by name
+        self.services: dict[str, dict[str, Any]] = {}  # by name
+        self.calls: list[str] = []
+        self.clients: list[FakeClient] = []
+        self.running = 0
+        self.most_running = 0
+
+    @contextlib.contextmanager
+    def call(self, client: FakeClient, method: str) -> Iterator[None]:
+        assert client.thread == threading.get_ident(), f"a docker-py client used by two threads ({method})"
+        with self.lock:
+            self.calls.append(method)
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            time.sleep(self.delay)
+            with self.lock:
+                yield
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+class FakeClient:
+    """docker.APIClient's methods the spawners call, answered from a FakeEngine."""
+
+    base_url = "http+docker://localhost"
+
+    def __init__(self, engine: FakeEngine, api_version: str | None) -> None:
+        self.engine = engine
+        self.api_version = api_version or "1.47"
+        self.thread = threading.get_ident()
+        with engine.lock:
+            engine.clients.append(self)
+
+    def create_host_config(self, **options: Any) -> dict[str, Any]:
+        return options
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        with self.engine.call(self, "inspect_image"):
+            if image not in self.engine.images:
+                raise docker.errors.ImageNotFound(f"No such image: {image}")
+            return {"Config": {"Cmd": ["jupyterhub-singleuser"]}}
+
+    def _container(self, name_or_id: str) -> dict[str, Any]:
+        for container in self.engine.containers.values():
+            if name_or_id in (container["Name"], container["Id"]):
+                return container
+        raise api_error(404, f"No such container: {name_or_id}")
+
+    def inspect_container(self, name_or_id: str) -> dict[str, Any]:
+        with self.engine.call(self, "inspect_container"):
+            return self._container(name_or_id)
+
+    def containers(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        with self.engine.call(self, "containers"):
+            wanted = set(filters["label"])
+            return [
+                {"Id": c["Id"], "Labels": c["Labels"]}
+                for c in self.engine.containers.values()
+                if wanted <= set(c["Labels"]) | {f"{k}={v}" for k, v in c["Labels"].items()}
+            ]
+
+    def create_container(self, **options: Any) -> dict[str, Any]:
+        with self.engine.call(self, "create_container"):
+            name = options["name"]
+            network = options["host_config"]["network_mode"]
+            self.engine.containers[name] = {
+                "Id": f"id-{name}",
+                "Name": name,
+                "Image": options["image"],
+                "Labels": dict(options.get("labels") or {}),
+                "Env": dict(options["environment"]),
+                "Ports": dict(options.get("ports") or {}),
+                "State": {"Running": False},
+                "Config": {"Env": []},
+                "NetworkSettings": {"Networks": {network: {"IPAddress": "127.0.0.1"}}},
+            }
+            return {"Id": f"id-{name}"}
+
+    def start(self, container_id: str) -> None:
+        with self.engine.call(self, "start"):
+            self._container(container_id)["State"]["Running"] = True
+
+    def stop(self, container_id: str) -> None:
+        with self.engine.call(self, "stop"):
+            self._container(container_id)["State"]["Running"] = False
+
+    def remove_container(self, container_id: str, v: bool = False) -> None:
+        with self.engine.call(self, "remove_container"):
+            del self.engine.containers[self._container(container_id)["Name"]]
+
+    def remove_volume(self, name: str) -> None:
+        with self.engine.call(self, "remove_volume"):
+            raise api_error(404, f"No such volume: {name}")
+
+    # Swarm: a service whose one task runs at once.
+    def create_service(self, task_template: Any, name: str, **options: Any) -> dict[str, Any]:
+        with self.engine.call(self, "create_service"):
+            self.engine.services[name] = {"ID": f"sid-{name}", "Spec": {"Name": name}, "Image": task_template}
+            return {"ID": f"sid-{name}"}
+
+    def inspect_service(self, name_or_id: str) -> dict[str, Any]:
+        with self.engine.call(self, "inspect_service"):
+            for service in self.engine.services.values():
+                if name_or_id in (service["ID"], service["Spec"]["Name"]):
+                    return service
+            raise api_error(404, f"No such service: {name_or_id}")
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        with self.engine.call(self, "tasks"):
+            if filters["service"] not in self.engine.services:
+                return []
+            return [{"Status": {"State": "running"}}]
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch, always_answering: list[str]) -> FakeEngine:
+    """The spawners' docker-py clients talk to a FakeEngine; the real DockerSpawner code runs."""
+    state = FakeEngine()
+
+    def new_docker_client(self: Any, api_version: str | None) -> FakeClient:
+        return FakeClient(state, api_version)
+
+    # The hub's API URL, tokens and the like are not the point here.
+    monkeypatch.setattr(DockerSpawner, "get_env", lambda self: dict(self.environment))
+    monkeypatch.setattr(spawner_module.JuviniSpawnerMixin, "new_docker_client", new_docker_client)
+    monkeypatch.setattr(spawner_module.os, "chown", lambda *args: None)
+    return state
+
+
+def engine_spawner(name: str, users_dir: Path, config: Config | None = None) -> JuviniDockerSpawner:
+    """A JuviniDockerSpawner configured as the rendered config does (users' network, internal IPs)."""
+    full = Config()
+    full.DockerSpawner.network_name = "juvini-t-users-net"
+    full.DockerSpawner.use_internal_ip = True
+    full.merge(config or Config())
+    return make_spawner(name, users_dir, drivers="12000-12009", blocks="11100-11109", config=full)
+
+
+def test_a_start_on_the_engine_creates_the_container_with_the_pair(engine: FakeEngine, tmp_path: Path) -> None:
+    spawner = engine_spawner("alice", tmp_path)
+    assert asyncio.run(spawner.start()) == ("127.0.0.1", 8888)
+    container = engine.containers["jupyter-alice"]
+    assert container["State"]["Running"]
+    assert container["Labels"][DRIVER_PORT_LABEL] == "12000"
+    assert {"12000/tcp", "11100/tcp"} <= set(container["Ports"])
+    assert container["Env"]["SPARK_DRIVER_PORT"] == "12000"
+
+
+def test_concurrent_starts_on_docker_threads_get_distinct_pairs(engine: FakeEngine, tmp_path: Path) -> None:
+    """The allocation holds with Docker calls really running at once in threads (listings stale)."""
+    engine.delay = 0.02
+    spawners = [engine_spawner(name, tmp_path) for name in CONCURRENT_USERS]
+
+    async def all_at_once() -> None:
+        await asyncio.gather(*(spawner.start() for spawner in spawners))
+
+    asyncio.run(all_at_once())
+    drivers = [container["Labels"][DRIVER_PORT_LABEL] for container in engine.containers.values()]
+    assert len(drivers) == len(CONCURRENT_USERS)
+    assert len(set(drivers)) == len(drivers), f"a pair was handed out twice: {drivers}"
+    assert engine.most_running > 1, "the Docker calls did not overlap"
+    assert not spawner_module._RESERVED
+
+
+STOP_CALL_SECONDS = 0.2
+
+
+def running_servers(engine: FakeEngine, users_dir: Path, names: list[str], config: Config | None = None) -> list:
+    spawners = [engine_spawner(name, users_dir, config=config) for name in names]
+
+    async def start_all() -> None:
+        await asyncio.gather(*(spawner.start() for spawner in spawners))
+
+    asyncio.run(start_all())
+    return spawners
+
+
+def timed_stops(engine: FakeEngine, spawners: list[JuviniDockerSpawner]) -> float:
+    engine.delay = STOP_CALL_SECONDS
+
+    async def stop_all() -> float:
+        began = time.monotonic()
+        await asyncio.gather(*(spawner.stop() for spawner in spawners))
+        return time.monotonic() - began
+
+    return asyncio.run(stop_all())
+
+
+def test_stops_of_many_users_run_at_once(engine: FakeEngine, tmp_path: Path) -> None:
+    """A stop is two Docker calls (stop, remove); eight users' stops take about one stop, not eight."""
+    names = [f"user{index}" for index in range(8)]
+    spawners = running_servers(engine, tmp_path, names)
+    one_stop = 2 * STOP_CALL_SECONDS
+    elapsed = timed_stops(engine, spawners)
+    assert not engine.containers
+    assert elapsed < 2.5 * one_stop, f"8 stops took {elapsed:.2f} s; one takes {one_stop:.2f} s"
+    assert engine.most_running >= len(names)
+
+
+def test_docker_threads_bound_the_calls_at_once(engine: FakeEngine, tmp_path: Path) -> None:
+    config = Config()
+    config.JuviniSpawnerMixin.docker_threads = 2
+    spawners = running_servers(engine, tmp_path, [f"user{index}" for index in range(4)], config=config)
+    engine.most_running = 0
+    elapsed = timed_stops(engine, spawners)
+    assert engine.most_running == 2
+    assert elapsed >= 4 * 2 * STOP_CALL_SECONDS / 2 * 0.9
+
+
+def test_each_thread_has_its_own_docker_client_and_the_version_is_asked_once(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    engine.delay = 0.02
+    running_servers(engine, tmp_path, [f"user{index}" for index in range(6)])
+    threads = [client.thread for client in engine.clients]
+    assert len(threads) == len(set(threads)), "two clients for one thread"
+    assert len(engine.clients) > 1
+    # Every client after the first is told the version the first one asked the engine for.
+    assert {client.api_version for client in engine.clients} == {"1.47"}
+
+
+def test_a_missing_image_fails_with_a_message_for_the_user(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.images.discard(SPARK_IMAGE)
+    with pytest.raises(web.HTTPError) as failed:
+        asyncio.run(engine_spawner("alice", tmp_path).start())
+    message, _ = format_exception(failed.value)
+    assert message == (
+        f"The image {SPARK_IMAGE} is not on the Docker host, so your server cannot start. "
+        "Ask an admin: `pulumi up` builds the lab's images."
+    )
+    assert not engine.containers
+    assert not spawner_module._RESERVED
+
+
+# --- start() returns when the server answers ------------------------------------------------
+
+
+class LateServer:
+    """A local HTTP server that starts listening ``delay`` seconds after ``start()``; the paths asked."""
+
+    def __init__(self, delay: float, status: int = 200) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.delay = delay
+        self.status = status
+        self.paths: list[str] = []
+        self.listening_at: float | None = None
+        self._server: asyncio.Server | None = None
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        self.paths.append(request.split()[1].decode())
+        body = b'{"version": "2"}'
+        writer.write(
+            f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        writer.close()
+
+    async def _listen_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", self.port)
+        self.listening_at = time.monotonic()
+
+    def start(self) -> asyncio.Task:
+        return asyncio.ensure_future(self._listen_later())
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+def started_at(monkeypatch: pytest.MonkeyPatch, docker_state: FakeDocker) -> dict[str, Any]:
+    """DockerSpawner's start (faked) returns the address in ``started_at["address"]``; answers are real."""
+    where: dict[str, Any] = {"address": ("127.0.0.1", 1)}
+    monkeypatch.setattr(spawner_module, "answers", ANSWERS)
+
+    async def fake_start(self: JuviniDockerSpawner) -> tuple[str, int]:
+        where["returned_at"] = time.monotonic()
+        return where["address"]
+
+    monkeypatch.setattr(DockerSpawner, "start", fake_start)
+    return where
+
+
+ANSWERS = spawner_module.answers
+
+
+def test_start_returns_as_soon_as_the_server_answers_and_the_hubs_first_check_succeeds(
+    started_at: dict[str, Any], tmp_path: Path
+) -> None:
+    server = LateServer(delay=0.7)
+    started_at["address"] = ("127.0.0.1", server.port)
+    spawner = make_spawner("alice", tmp_path)
+
+    async def scenario() -> tuple[float, float]:
+        listening = server.start()
+        try:
+            await spawner.start()
+            returned = time.monotonic()
+            await listening
+            assert server.listening_at is not None
+            # The hub's own check (jupyterhub.user.User._wait_up) of the URL it builds from start()'s answer.
+            url = url_path_join(f"http://127.0.0.1:{server.port}", spawner.user.url, "api")
+            began = time.monotonic()
+            await wait_for_http_server(url, timeout=5)
+            return returned - server.listening_at, time.monotonic() - began
+        finally:
+            await server.close()
+
+    late, hub_check = asyncio.run(scenario())
+    assert 0 <= late < 0.25, f"start() returned {late:.2f} s after the server answered"
+    assert hub_check < 0.15, f"the hub's first check did not succeed at once ({hub_check:.2f} s)"
+    assert server.paths[0] == "/user/alice/api"
+
+
+def test_a_server_answering_with_an_error_is_not_up_yet(started_at: dict[str, Any], tmp_path: Path) -> None:
+    """As for the hub's check: a 5xx answer is not a server that is up."""
+    server = LateServer(delay=0, status=503)
+    started_at["address"] = ("127.0.0.1", server.port)
+    config = Config()
+    config.Spawner.http_timeout = 1
+    spawner = make_spawner("alice", tmp_path, config=config)
+
+    async def scenario() -> None:
+        await server.start()
+        try:
+            await spawner.start()
+        finally:
+            await server.close()
+
+    with pytest.raises(web.HTTPError):
+        asyncio.run(scenario())
+    assert len(server.paths) > 5, "polled finely"
+
+
+def test_a_server_that_never_answers_fails_within_http_timeout_saying_so(
+    started_at: dict[str, Any], tmp_path: Path
+) -> None:
+    server = LateServer(delay=60)  # never, within the test
+    started_at["address"] = ("127.0.0.1", server.port)
+    config = Config()
+    config.Spawner.http_timeout = 1
+    spawner = make_spawner("alice", tmp_path, config=config)
+    began = time.monotonic()
+    with pytest.raises(web.HTTPError) as failed:
+        asyncio.run(spawner.start())
+    elapsed = time.monotonic() - began
+    assert 1 <= elapsed < 1.5
+    message, _ = format_exception(failed.value)
+    assert message == (
+        "Your server started but did not answer within 1 seconds, so it is stopped. "
+        "Try again; if it happens again, an admin can read the log of container jupyter-alice."
+    )
+    assert not spawner_module._RESERVED
+
+
+def test_when_start_timeout_comes_first_the_hubs_own_check_takes_over(
+    started_at: dict[str, Any], tmp_path: Path
+) -> None:
+    """start() never runs into start_timeout while it waits: it hands over, as before the fine wait."""
+    server = LateServer(delay=60)
+    started_at["address"] = ("127.0.0.1", server.port)
+    config = Config()
+    config.Spawner.start_timeout = 2
+    config.Spawner.http_timeout = 30
+    spawner = make_spawner("alice", tmp_path, config=config)
+    began = time.monotonic()
+    assert asyncio.run(spawner.start()) == ("127.0.0.1", server.port)
+    assert 0.8 <= time.monotonic() - began < 1.5
+
+
+# --- progress on the spawn page -------------------------------------------------------------
+
+
+async def follow_start(spawner: Any, *, join_late: bool = False) -> tuple[list[dict[str, Any]], BaseException | None]:
+    """start() with a reader of its progress as JupyterHub's progress handler reads it; both results."""
+    spawner._spawn_pending = True  # the hub sets it before it calls start()
+    if join_late:
+        await spawner.start()
+        spawn: asyncio.Future = asyncio.ensure_future(asyncio.sleep(0))
+    else:
+        spawn = asyncio.ensure_future(spawner.start())
+    events = [event async for event in iterate_until(spawn, spawner._generate_progress())]
+    await asyncio.wait([spawn])
+    spawner._spawn_pending = False
+    return events, spawn.exception()
+
+
+def messages(events: list[dict[str, Any]]) -> list[str]:
+    return [event["message"] for event in events]
+
+
+def test_progress_shows_each_step_as_the_start_goes(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.delay = 0.01
+    spawner = engine_spawner("alice", tmp_path)
+    events, failure = asyncio.run(follow_start(spawner))
+    assert failure is None
+    assert messages(events) == [
+        "Server requested",
+        "Your persistent home folder is ready",
+        "No Kerberos ticket: this lab does not use Kerberos",
+        "No Windows shares to mount with your own login in this lab",
+        "Spark ports: driver 12000, block manager 11100 (client mode against an external cluster)",
+        f"Container created from {SPARK_IMAGE}",
+        "Server starting: waiting for JupyterLab to answer",
+        messages(events)[-1],
+    ]
+    assert re.fullmatch(r"Server answering after \d+\.\d s", events[-1]["message"])
+    progress = [event["progress"] for event in events]
+    assert progress == sorted(progress) and progress[-1] < 100  # JupyterHub sends the ready event
+
+
+def test_progress_names_what_a_server_goes_without(engine: FakeEngine, fake_kinit: KinitCalls, tmp_path: Path) -> None:
+    fake_kinit.outcome = KinitResult(False, "kinit for alice@LAB.TEST failed: Cannot contact any KDC")
+    config = kerberos_config(tmp_path)
+    config.JuviniDockerSpawner.spark_driver_ports = "12000-12000"
+    config.JuviniDockerSpawner.spark_block_manager_ports = "11100-11100"
+    config.JuviniDockerSpawner.cifs_user_shares = SHARES
+    engine.containers["other"] = {"Id": "other", "Name": "other", "Labels": running((12000, 11100))[0]}
+    spawner = with_auth_state(make_spawner("alice", tmp_path / "users", config=config), {})
+    spawner.network_name, spawner.use_internal_ip = "juvini-t-users-net", True
+    (tmp_path / "users").mkdir()
+    events, failure = asyncio.run(follow_start(spawner))
+    assert failure is None
+    warnings = [message for message in messages(events) if message.startswith("Warning: ")]
+    assert warnings == [
+        "Warning: no Kerberos ticket, services that need one will refuse you: no Kerberos login recorded for this user",
+        "Warning: your Windows shares are not mounted: no password in the auth state (log out and in again) "
+        "for shares home",
+        "Warning: All 1 Spark port pairs of this lab are in use, so this server runs Spark in local mode only: "
+        "client mode against an external cluster is unavailable until a pair frees up and you restart your server.",
+    ]
+    assert messages(events)[-2:-1] == ["Server starting: waiting for JupyterLab to answer"]
+
+
+def test_progress_of_a_server_without_spark(engine: FakeEngine, tmp_path: Path) -> None:
+    spawner = engine_spawner("alice", tmp_path)
+    spawner.user_options = {"image": "Base"}
+    events, _ = asyncio.run(follow_start(spawner))
+    assert "No Spark ports: this image has no Spark" in messages(events)
+    assert f"Container created from {BASE_IMAGE}" in messages(events)
+
+
+def test_a_reader_joining_after_the_start_gets_every_step(engine: FakeEngine, tmp_path: Path) -> None:
+    """The spawn page may connect while the hub adds the proxy route, after start() returned."""
+    spawner = engine_spawner("alice", tmp_path)
+    events, _ = asyncio.run(follow_start(spawner, join_late=True))
+    assert len(events) == 8
+    assert events[-1]["message"].startswith("Server answering after")
+
+
+def test_a_reader_joining_before_the_start_gets_its_steps_not_the_last_starts(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    spawner = engine_spawner("alice", tmp_path)
+    asyncio.run(follow_start(spawner))
+    asyncio.run(spawner.stop())
+
+    async def page_first() -> list[dict[str, Any]]:
+        spawner._spawn_pending = True
+        reader = asyncio.ensure_future(collect(spawner._generate_progress()))
+        await asyncio.sleep(0.05)  # the page connects; the hub is still running its pre-spawn hooks
+        assert not reader.done()
+        await spawner.start()
+        return await reader
+
+    events = asyncio.run(page_first())
+    assert len(events) == 8
+
+
+async def collect(events: Any) -> list[dict[str, Any]]:
+    return [event async for event in events]
+
+
+def test_a_refused_start_ends_the_progress_with_the_reason(engine: FakeEngine, tmp_path: Path) -> None:
+    config = require_ports()
+    config.JuviniDockerSpawner.spark_driver_ports = "12000-12000"
+    config.JuviniDockerSpawner.spark_block_manager_ports = "11100-11100"
+    engine.containers["other"] = {"Id": "other", "Name": "other", "Labels": running((12000, 11100))[0]}
+    spawner = engine_spawner("alice", tmp_path, config=config)
+    events, failure = asyncio.run(follow_start(spawner))
+    assert messages(events)[-1] == "No Windows shares to mount with your own login in this lab"
+    assert failure is not None
+    # JupyterHub's failure event: "Spawn failed: <this>".
+    assert format_exception(failure)[0].startswith("All Spark ports are in use by running servers")
+
+
+def swarm_spawner(users_dir: Path) -> JuviniSwarmSpawner:
+    config = Config()
+    config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
+    config.JuviniSpawnerMixin.lab_uid = 2100
+    config.JuviniSpawnerMixin.lab_gid = 2100
+    config.SwarmSpawner.network_name = "juvini-t-users-net"
+    config.SwarmSpawner.use_internal_ip = True
+    config.DockerSpawner.image = BASE_IMAGE
+    return JuviniSwarmSpawner(config=config, user=make_user("alice"))
+
+
+def test_progress_of_a_swarm_service(engine: FakeEngine, tmp_path: Path) -> None:
+    events, failure = asyncio.run(follow_start(swarm_spawner(tmp_path)))
+    assert failure is None
+    assert messages(events)[:-1] == [
+        "Server requested",
+        "Your persistent home folder is ready",
+        "No Kerberos ticket: this lab does not use Kerberos",
+        f"Service created from {BASE_IMAGE}",
+        "Server starting: waiting for JupyterLab to answer",
+    ]
+    assert events[-1]["message"].startswith("Server answering after")
+    assert "jupyter-alice" in engine.services

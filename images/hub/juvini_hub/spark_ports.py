@@ -1,7 +1,7 @@
 """Spark driver ports for users' servers.
 
 An external Spark cluster in client mode calls back to the driver inside a user's
-container, so each running server gets its own ``spark.driver.port`` and
+container, so each running server of a Spark image gets its own ``spark.driver.port`` and
 ``spark.blockManager.port`` from fixed host ranges, published on the host with the
 same number (Spark advertises the port it binds). The running containers themselves,
 through their labels, are the record of which ports are taken: a restarted hub
@@ -19,6 +19,11 @@ BLOCK_MANAGER_PORT_LABEL = "org.juvini.spark-block-manager-port"
 
 class PortsExhausted(Exception):
     """Every port pair is in use by a running server."""
+
+    def __init__(self, message: str, capacity: int) -> None:
+        super().__init__(message)
+        #: How many servers the ranges hold at once.
+        self.capacity = capacity
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,11 @@ def allocate(
     driver = next((port for port in driver_range if port not in drivers), None)
     block_manager = next((port for port in block_manager_range if port not in block_managers), None)
     if driver is None or block_manager is None:
+        capacity = min(len(driver_range), len(block_manager_range))
         raise PortsExhausted(
             f"All Spark ports are in use by running servers (driver ports {driver_range}, "
-            f"block manager ports {block_manager_range}: {min(len(driver_range), len(block_manager_range))} "
-            "servers at once). Stop a server you no longer need, or ask an admin, then start again."
+            f"block manager ports {block_manager_range}: {capacity} servers at once). "
+            "Stop a server you no longer need, or ask an admin, then start again.",
+            capacity,
         )
     return SparkPorts(driver, block_manager)

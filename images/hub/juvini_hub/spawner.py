@@ -3,9 +3,19 @@ lab adds before a user's server starts:
 
 - the user's persistent folder, created owned by the lab uid/gid (it becomes their home);
 - with Kerberos, the user's ticket renewed and mounted (``juvini_hub.kerberos``);
-- on a single Docker host, the user's own Windows shares and a Spark driver /
-  block-manager port pair published on the host, so an external cluster can reach the
-  driver in client mode.
+- on a single Docker host, the user's own Windows shares and, for a server of a Spark image,
+  a Spark driver / block-manager port pair published on the host, so an external cluster
+  can reach the driver in client mode (when none is free: local Spark only, with a warning,
+  unless the stack requires a pair);
+
+and around it:
+
+- each step as a progress event the spawn page shows (``juvini_hub.progress``), and a
+  failure message written for the user;
+- ``start()`` returns once the server answers (polled finely), so the hub's first check
+  finds it up instead of backing off for seconds;
+- Docker calls of different users run at once on a bounded pool of threads, each with its
+  own docker-py client (``juvini_hub.docker_calls``), not on DockerSpawner's single thread.
 
 Every fact about the lab comes from the rendered jupyterhub_config.py: the options
 declared with :func:`juvini_hub.contract.required` have no default here.
@@ -17,22 +27,60 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import docker
 import docker.errors
+import docker.tls
+from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner, SwarmSpawner
-from tornado import web
-from traitlets import Dict, Int, List, TraitError, Unicode, validate
+from jupyterhub.utils import url_path_join
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 
 from juvini_hub.contract import check_required, required
+from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import WithKerberosTickets
+from juvini_hub.progress import SpawnProgress, UserFacingError
 from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
 
 # Pairs handed out to servers whose containers are being created: the hub is one
 # process, so a module-level lock and table serialise allocation across spawners.
 _ALLOCATION_LOCK = asyncio.Lock()
 _RESERVED: dict[str, SparkPorts] = {}
+
+# The Docker threads and their clients, shared by every spawner of the hub.
+_DOCKER_CALLS = DockerCalls()
+
+#: Progress (out of 100) of each step of a start; JupyterHub sends 0 (requested) and 100 (ready).
+FOLDER_STEP = 10
+KERBEROS_STEP = 20
+SHARES_STEP = 30
+SPARK_STEP = 40
+CREATED_STEP = 60
+STARTED_STEP = 70
+ANSWERING_STEP = 90
+
+#: Seconds of Spawner.start_timeout kept back when start() waits for the server to answer.
+START_TIMEOUT_MARGIN = 1.0
+
+#: Tells the PySpark kernel (images/notebook-pyspark/juvini-pyspark-kernel) and the user why
+#: their server has no Spark port pair.
+SPARK_WARNING_VARIABLE = "JUVINI_SPARK_WARNING"
+#: Variables a start sets from what it found, not from the config: the next start of the same
+#: spawner (JupyterHub keeps it for the user's every start) sets them afresh.
+PER_START_VARIABLES = frozenset(
+    {
+        "JUVINI_KERBEROS_WARNING",
+        "JUVINI_CIFS_WARNING",
+        SPARK_WARNING_VARIABLE,
+        "SPARK_DRIVER_PORT",
+        "SPARK_BLOCKMANAGER_PORT",
+        "SPARK_DRIVER_HOST",
+    }
+)
 
 
 def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -46,17 +94,39 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def answers(client: AsyncHTTPClient, url: str, timeout: float) -> bool:
+    """Whether the server at ``url`` answers as the hub's check wants it to (any status below 500)."""
+    try:
+        await client.fetch(url, follow_redirects=False, connect_timeout=timeout, request_timeout=timeout)
+    except HTTPClientError as error:
+        # 599: no answer (refused, reset, timed out); 5xx: something answers for a server not up yet.
+        return error.code < 500
+    except Exception:  # refused, reset, unreachable: not up yet, as the hub's own check has it
+        return False
+    return True
+
+
 class JuviniSpawnerMixin(WithKerberosTickets):
-    """What every lab spawner does before the server starts."""
+    """What every lab spawner does around DockerSpawner's or SwarmSpawner's start."""
 
     if TYPE_CHECKING:
         # What the spawners the mixin is mixed into have (jupyterhub.spawner.Spawner, DockerSpawner).
         user: Any
+        server: Any
+        name: str
         log: logging.Logger
         volumes: dict[str, Any]
         environment: dict[str, str]
         extra_create_kwargs: dict[str, Any]
         extra_host_config: dict[str, Any]
+        http_timeout: int
+        start_timeout: int
+        internal_ssl: bool
+        object_type: str
+        object_name: str
+        image: str
+        tls_config: dict[str, Any]
+        client_kwargs: dict[str, Any]
 
         def format_volume_name(self, template: str, spawner: Any) -> str: ...
 
@@ -68,18 +138,106 @@ class JuviniSpawnerMixin(WithKerberosTickets):
     )
     lab_uid = required(Int(help="uid owning users' folders; containers run as it."))
     lab_gid = required(Int(help="gid owning users' folders."))
+    docker_threads = Int(
+        16,
+        min=1,
+        help="Docker API calls (all users' creates, starts, stops, removes) that may run at once; "
+        "DockerSpawner alone runs them one at a time. Read when the first call is made.",
+    ).tag(config=True)
+    answer_poll_interval = Float(
+        0.1,
+        min=0.01,
+        help="Seconds between two checks whether a started server answers; start() returns at the first "
+        "answer, within Spawner.http_timeout.",
+    ).tag(config=True)
+
+    _progress: SpawnProgress | None = None
+    # When the start under way began: JupyterHub gives start() start_timeout seconds from then.
+    _start_began = 0.0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_required(self)
 
+    # --- Docker calls: a bounded pool, one client per thread ---------------------------------
+
+    @property
+    def executor(self) -> Any:
+        """The pool DockerSpawner.docker() submits calls to (instead of its single thread)."""
+        return _DOCKER_CALLS.executor(self.docker_threads)
+
+    @property
+    def client(self) -> Any:
+        """The calling thread's own docker-py client (DockerSpawner shares one between threads)."""
+        return _DOCKER_CALLS.client(self.new_docker_client)
+
+    def new_docker_client(self, api_version: str | None) -> Any:
+        """A client made as DockerSpawner.client makes its one, told the API version when known."""
+        kwargs: dict[str, Any] = {"version": api_version or "auto"}
+        if self.tls_config:
+            kwargs["tls"] = docker.tls.TLSConfig(**self.tls_config)
+        kwargs.update(kwargs_from_env())
+        kwargs.update(self.client_kwargs)
+        return docker.APIClient(**kwargs)
+
+    # --- progress --------------------------------------------------------------------------
+
+    def spawn_progress(self) -> SpawnProgress:
+        """The record of the start under way (or about to begin: the spawn page may ask first)."""
+        if self._progress is None:
+            self._progress = SpawnProgress()
+        return self._progress
+
+    async def progress(self) -> Any:
+        """JupyterHub's progress API: each step of the start, as it happens."""
+        async for event in self.spawn_progress().follow():
+            yield event
+
+    # --- the start -------------------------------------------------------------------------
+
+    async def start(self) -> Any:
+        self._start_began = time.monotonic()
+        if self._progress is not None and self._progress.done:
+            self._progress = None  # the last start's steps
+        progress = self.spawn_progress()
+        try:
+            self.forget_last_start()
+            self.ensure_user_folder()
+            progress.step(FOLDER_STEP, "Your persistent home folder is ready")
+            await self.prepare_kerberos()
+            ip, port = await self.start_server()
+            await self.wait_until_answering(ip, port)
+            return ip, port
+        finally:
+            progress.finish()
+
+    async def start_server(self) -> tuple[str, int]:
+        """What the lab adds just before the container, then DockerSpawner's (or SwarmSpawner's) start."""
+        ip, port = await super().start()  # type: ignore[misc]
+        return ip, port
+
+    def forget_last_start(self) -> None:
+        """Drop what the user's last start found (warnings, its Spark pair): this one finds its own."""
+        self.environment = {name: value for name, value in self.environment.items() if name not in PER_START_VARIABLES}
+
+    async def stop(self, now: bool = False) -> None:
+        self._progress = None
+        await super().stop(now=now)  # type: ignore[misc]
+
     async def prepare_kerberos(self) -> None:
         """Renew the user's ticket from the encrypted auth state and hand it to the container."""
+        progress = self.spawn_progress()
         if not self.kerberos.enabled:
+            progress.step(KERBEROS_STEP, "No Kerberos ticket: this lab does not use Kerberos")
             return
         ticket = await self.kerberos.at_spawn(self.user.name, await self.user.get_auth_state() or {})
         self.volumes = {**self.volumes, **ticket.volumes}
         self.environment = {**self.environment, **ticket.environment}
+        warning = ticket.environment.get("JUVINI_KERBEROS_WARNING")
+        if warning:
+            progress.warn(KERBEROS_STEP, f"no Kerberos ticket, services that need one will refuse you: {warning}")
+        else:
+            progress.step(KERBEROS_STEP, "Kerberos ticket ready")
 
     def ensure_user_folder(self) -> Path:
         """Create the user's persistent folder if it does not exist yet."""
@@ -91,10 +249,89 @@ class JuviniSpawnerMixin(WithKerberosTickets):
             self.log.info("created persistent folder %s for %s", folder, self.user.name)
         return folder
 
+    async def pull_image(self, image: str) -> None:
+        try:
+            await super().pull_image(image)  # type: ignore[misc]
+        except docker.errors.NotFound:
+            raise UserFacingError(
+                500,
+                f"The image {image} is not on the Docker host, so your server cannot start. "
+                "Ask an admin: `pulumi up` builds the lab's images.",
+                reason="Image missing",
+            ) from None
+
+    async def create_object(self) -> Any:
+        created = await super().create_object()  # type: ignore[misc]
+        self.spawn_progress().step(CREATED_STEP, f"{self.object_type.title()} created from {self.image}")
+        return created
+
+    async def start_object(self) -> None:
+        await super().start_object()  # type: ignore[misc]
+        self.spawn_progress().step(STARTED_STEP, "Server starting: waiting for JupyterLab to answer")
+
+    def answer_url(self, ip: str, port: int) -> str:
+        """The URL the hub checks once start() returns (jupyterhub.user.User._wait_up)."""
+        host = f"[{ip}]" if ":" in ip else ip
+        base_url = self.server.base_url if self.server is not None else url_path_join(self.user.url, self.name, "/")
+        return url_path_join(f"http://{host}:{int(port)}", base_url, "api")
+
+    async def wait_until_answering(self, ip: str, port: int) -> None:
+        """Return as soon as the started server answers; fail with the reason after http_timeout.
+
+        JupyterHub gives start() start_timeout seconds in all: when they are nearly spent first,
+        start() returns and leaves the rest of the wait to the hub's own check (http_timeout
+        more), as without this wait.
+        """
+        if self.internal_ssl:
+            return  # the hub checks with its internal TLS credentials; leave it to that check
+        url = self.answer_url(ip, port)
+        started = time.monotonic()
+        deadline = started + self.http_timeout
+        hand_over = self._start_began + self.start_timeout - START_TIMEOUT_MARGIN
+        # Its own client: the hub's shared one (proxy API calls) keeps its connection slots.
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            while True:
+                remaining = min(deadline, hand_over) - time.monotonic()
+                if await answers(client, url, timeout=max(min(remaining, 10.0), 0.1)):
+                    waited = time.monotonic() - started
+                    self.log.info("%s's server answers at %s after %.2f s", self.user.name, url, waited)
+                    self.spawn_progress().step(ANSWERING_STEP, f"Server answering after {waited:.1f} s")
+                    return
+                remaining = min(deadline, hand_over) - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.sleep(min(self.answer_poll_interval, remaining))
+        finally:
+            client.close()
+        if hand_over < deadline:
+            self.log.info("%s's server is not answering yet at %s: the hub's check takes over", self.user.name, url)
+            return
+        self.log.warning("%s's server did not answer at %s within %s s", self.user.name, url, self.http_timeout)
+        raise UserFacingError(
+            504,
+            f"Your server started but did not answer within {self.http_timeout} seconds, so it is stopped. "
+            f"Try again; if it happens again, an admin can read the log of {self.object_type} {self.object_name}.",
+            reason="Server not answering",
+        )
+
 
 class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
     """DockerSpawner for one Docker host, with the lab's folders, shares and Spark ports."""
 
+    spark_images = required(
+        List(
+            Unicode(),
+            help="Images whose servers can run Spark drivers (infra/flavours.py): only their servers take a "
+            "Spark driver / block-manager port pair.",
+        )
+    )
+    spark_require_ports = required(
+        Bool(
+            help="Refuse to start a Spark image's server when no port pair is free (503); otherwise it starts "
+            "for local Spark only, with JUVINI_SPARK_WARNING saying why."
+        )
+    )
     spark_driver_ports = required(Unicode(help="first-last range of spark.driver.port values."))
     spark_block_manager_ports = required(Unicode(help="first-last range of spark.blockManager.port values."))
     spark_driver_host = required(Unicode(help="Address external clusters use to reach drivers (spark.driver.host)."))
@@ -110,6 +347,8 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
     user_share_labels = required(Dict(help="Labels of the per-user share volumes the hub makes at spawn."))
 
     spark_ports: SparkPorts | None = None
+    # The container options as they were before the last start published its pair.
+    _before_publish: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     @validate("spark_driver_ports", "spark_block_manager_ports")
     def _port_range(self, proposal: dict[str, Any]) -> str:
@@ -121,21 +360,20 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
 
     async def prepare_user_shares(self) -> None:
         """Make this user's CIFS volumes from the password in the encrypted auth state."""
+        progress = self.spawn_progress()
         if not self.cifs_user_shares:
+            progress.step(SHARES_STEP, "No Windows shares to mount with your own login in this lab")
             return
+        names = ", ".join(share["name"] for share in self.cifs_user_shares)
         auth_state = await self.user.get_auth_state() or {}
         password = auth_state.get("password")
         if not password:
-            message = "no password in the auth state (log out and in again) for shares " + ", ".join(
-                share["name"] for share in self.cifs_user_shares
-            )
-            self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
-            self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
+            self._without_shares(f"no password in the auth state (log out and in again) for shares {names}")
             return
         if "," in self.user.name:
-            message = f"the username {self.user.name!r} holds a comma, which CIFS mount options cannot carry"
-            self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
-            self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
+            self._without_shares(
+                f"the username {self.user.name!r} holds a comma, which CIFS mount options cannot carry"
+            )
             return
         # The kernel reads ",," inside a password as one comma (infra/shares.py escapes team shares' alike);
         # a single comma would end the password and pass the rest as mount options.
@@ -157,6 +395,12 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             )
             volumes[name] = {"bind": share["bind"], "mode": share["mode"]}
         self.volumes = {**self.volumes, **volumes}
+        progress.step(SHARES_STEP, f"Windows shares ready, mounted with your login: {names}")
+
+    def _without_shares(self, message: str) -> None:
+        self.log.warning("%s's server starts without its Windows shares: %s", self.user.name, message)
+        self.environment = {**self.environment, "JUVINI_CIFS_WARNING": message}
+        self.spawn_progress().warn(SHARES_STEP, f"your Windows shares are not mounted: {message}")
 
     def user_share_volume(self, share: str) -> str:
         return f"{self.container_name}-cifs-{share}"
@@ -167,22 +411,38 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 await self.docker("remove_volume", self.user_share_volume(share["name"]))
 
-    async def start(self) -> Any:
-        self.ensure_user_folder()
-        await self.prepare_kerberos()
+    async def start_server(self) -> tuple[str, int]:
         await self.prepare_user_shares()
         self.spark_ports = await self._allocate_spark_ports()
         try:
-            self._publish(self.spark_ports)
-            return await super().start()
+            if self.spark_ports is not None:
+                self._publish(self.spark_ports)
+            return await super().start_server()
         finally:
             # Released under the lock: an allocation never runs between this pair leaving
             # the table and a listing of running containers that missed its container.
             async with _ALLOCATION_LOCK:
                 _RESERVED.pop(self.container_name, None)
 
-    async def _allocate_spark_ports(self) -> SparkPorts:
-        """The lowest free pair, reserved until this server's container exists."""
+    async def image_to_start(self) -> str:
+        """The image this start runs: the user's pick (checked against allowed_images) or the default."""
+        picked = self.user_options.get("image")
+        if picked:
+            # As DockerSpawner.start does it, which repeats it to the same effect.
+            self.image = await self.check_allowed(picked)
+        return self.image
+
+    async def _allocate_spark_ports(self) -> SparkPorts | None:
+        """The lowest free pair for a server of a Spark image, reserved until its container exists.
+
+        None for other images, and when every pair is taken and the stack does not require one:
+        the server then runs Spark locally, and says why.
+        """
+        progress = self.spawn_progress()
+        image = await self.image_to_start()
+        if image not in self.spark_images:
+            progress.step(SPARK_STEP, "No Spark ports: this image has no Spark")
+            return None
         async with _ALLOCATION_LOCK:
             running = await self._running_labels()
             try:
@@ -193,10 +453,28 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
                     reserved=[pair for name, pair in _RESERVED.items() if name != self.container_name],
                 )
             except PortsExhausted as error:
-                self.log.warning("refusing to start %s: %s", self.user.name, error)
-                raise web.HTTPError(503, str(error), reason="Spark ports exhausted") from None
+                if self.spark_require_ports:
+                    self.log.warning("refusing to start %s: %s", self.user.name, error)
+                    raise UserFacingError(503, str(error), reason="Spark ports exhausted") from None
+                self._local_spark_only(error)
+                return None
             _RESERVED[self.container_name] = ports
-            return ports
+        progress.step(
+            SPARK_STEP,
+            f"Spark ports: driver {ports.driver}, block manager {ports.block_manager} "
+            "(client mode against an external cluster)",
+        )
+        return ports
+
+    def _local_spark_only(self, error: PortsExhausted) -> None:
+        message = (
+            f"All {error.capacity} Spark port pairs of this lab are in use, so this server runs Spark in local "
+            "mode only: client mode against an external cluster is unavailable until a pair frees up and you "
+            "restart your server."
+        )
+        self.log.warning("%s's server starts for local Spark only: %s", self.user.name, error)
+        self.environment = {**self.environment, SPARK_WARNING_VARIABLE: message}
+        self.spawn_progress().warn(SPARK_STEP, message)
 
     async def _running_labels(self) -> list[dict[str, str]]:
         # Every lab on this Docker host, not only this stack: host ports are shared.
@@ -204,8 +482,19 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
         containers = await self.docker("containers", filters=filters)
         return [container.get("Labels") or {} for container in containers if container["Id"] != self.object_id]
 
+    def forget_last_start(self) -> None:
+        super().forget_last_start()
+        # The last start's share volumes are gone (removed at stop); this start makes its own.
+        shares = {self.user_share_volume(share["name"]) for share in self.cifs_user_shares}
+        self.volumes = {name: mount for name, mount in self.volumes.items() if name not in shares}
+        if self._before_publish is not None:
+            self.extra_create_kwargs, self.extra_host_config = self._before_publish
+            self._before_publish = None
+        self.spark_ports = None
+
     def _publish(self, ports: SparkPorts) -> None:
         """Expose and publish the pair with the same number on the host; tell the kernel about it."""
+        self._before_publish = (self.extra_create_kwargs, self.extra_host_config)
         published = (ports.driver, ports.block_manager)
         self.extra_create_kwargs = _merged(
             self.extra_create_kwargs,
@@ -225,9 +514,7 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
 
 
 class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
-    """SwarmSpawner for scale-out across a Docker Swarm, with the lab's folders."""
+    """SwarmSpawner for scale-out across a Docker Swarm, with the lab's folders and Kerberos tickets.
 
-    async def start(self) -> Any:
-        self.ensure_user_folder()
-        await self.prepare_kerberos()
-        return await super().start()
+    Its start has fewer steps: no per-user shares and no Spark ports (single Docker host only).
+    """
