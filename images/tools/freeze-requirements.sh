@@ -13,6 +13,14 @@
 #                             so the child's freeze never moves a parent pin;
 #                             the result is the image venv's whole package set.
 #
+# Leaving a package out: a line "# leave-out: NAME" in requirements.in (or in
+# the parent's requirements.txt) has NAME uninstalled after the resolution,
+# before `pip check` and the freeze, for a package that only an optional extra
+# of a dependency pulls in and that the image must not have (see
+# images/README.md, "Pins"). The frozen file records each as "# leave-out:
+# NAME", so the images built on it leave it out too. Should anything in the set
+# really need NAME, `pip check` fails the freeze.
+#
 # Environment (optional):
 #   BASE_IMAGE       image to resolve in (default juvini-base:bookworm, made
 #                    by make-base-image.sh)
@@ -51,6 +59,13 @@ if [ -z "${EXTRA_CA_CERTS+set}" ]; then
     done
 fi
 
+# "# leave-out: NAME" lines of requirements.in and of the parent's frozen file.
+leave_out="$(
+    { grep -hE '^#[[:space:]]*leave-out:' "$image_dir/requirements.in" "$parent_req" || true; } |
+        sed -E 's/^#[[:space:]]*leave-out:[[:space:]]*([A-Za-z0-9._-]+).*$/\1/' | LC_ALL=C sort -fu | tr '\n' ' '
+)"
+leave_out="${leave_out% }"
+
 tmp_out="$(mktemp)"
 trap 'rm -f "$tmp_out"' EXIT
 
@@ -71,13 +86,17 @@ export DEBIAN_FRONTEND=noninteractive
     export PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1
     /tmp/venv/bin/python -m pip install -q --no-cache-dir -r /in/parent.txt
     /tmp/venv/bin/python -m pip install -q --no-cache-dir -c /in/parent.txt -r /in/requirements.in
+    if [ -n "$LEAVE_OUT" ]; then
+        # shellcheck disable=SC2086  # a list of names
+        /tmp/venv/bin/python -m pip uninstall -y $LEAVE_OUT
+    fi
     /tmp/venv/bin/python -m pip check
 } >&2
 /tmp/venv/bin/python -m pip freeze --all --local
 '
 
 printf 'freeze-requirements: resolving %s in %s (takes a while)\n' "$image_dir/requirements.in" "$BASE_IMAGE" >&2
-env_args=(-e EXTRA_CA_CERTS="$EXTRA_CA_CERTS")
+env_args=(-e EXTRA_CA_CERTS="$EXTRA_CA_CERTS" -e LEAVE_OUT="$leave_out")
 # Only when set: an empty PIP_ONLY_BINARY is not the same as none to pip.
 [ -z "${PIP_ONLY_BINARY:-}" ] || env_args+=(-e PIP_ONLY_BINARY="$PIP_ONLY_BINARY")
 "$DOCKER" run --rm "${env_args[@]}" \
@@ -90,6 +109,9 @@ env_args=(-e EXTRA_CA_CERTS="$EXTRA_CA_CERTS")
         "$( [ "$parent_req" = /dev/null ] || printf ' + %s' "$(basename "$(dirname "$parent_req")")/requirements.txt")"
     printf '# Do not edit by hand: edit requirements.in and run the script again.\n'
     printf '# Resolved for Debian bookworm python3 (linux/%s).\n' "$(uname -m)"
+    for name in $leave_out; do
+        printf '# leave-out: %s\n' "$name"
+    done
     # pip, setuptools and wheel are pinned here too (pip freeze --all).
     LC_ALL=C sort -f "$tmp_out"
 } >"$image_dir/requirements.txt"

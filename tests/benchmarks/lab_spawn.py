@@ -3,6 +3,8 @@
     ./venv/bin/python tests/benchmarks/lab_spawn.py [--cold] [--users 1,10,20] [--flavour base]
 
 - Build: warm (cached) build time per image, and with --cold a --no-cache build too; sizes.
+- Server start per notebook image (tests/support/startup.py): time to the first log line and to
+  listening, CPU, and the costliest imports under `python -X importtime`.
 - Spawn latency p50/p95 for N concurrent users (request -> server ready), for the Juvini lab
   (brought up from the program by the provider double, HTTPS through the separate proxy)
   and for a reference deployment in the jupyterhub-deploy-docker style: one hub container
@@ -41,6 +43,7 @@ from tests.e2e.conftest import _free_port, lab_config, remove_stack_objects  # n
 from tests.support.images import chain_build_args, image_id  # noqa: E402
 from tests.support.lab_client import LabUser, wait_for  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
+from tests.support.startup import profile_server_start  # noqa: E402
 
 STACK = "bench"
 REFERENCE = "juvini-bench-reference"
@@ -81,6 +84,14 @@ def build_figures(client: docker.DockerClient, cold: bool, ca_bundle: str) -> No
         cold_seconds = f"{timed_build(role, images[role], args, no_cache=True):9.1f}" if cold else f"{'-':>9}"
         size = client.images.get(images[role]).attrs["Size"] / 1e6
         print(f"  {role:<14}{warm:9.1f}{cold_seconds}{size:10.0f}")
+
+
+def startup_figures(images: dict[str, str], runs: int) -> None:
+    """The server start of each notebook image the lab built (no network, a stub hub; medians of ``runs``)."""
+    print("\nserver start per notebook image (exec -> first log line / listening; CPU of the server process)")
+    for flavour in FLAVOURS:
+        if flavour.name in images:
+            print(profile_server_start(images[flavour.name], runs).report(8))
 
 
 def spawn_round(api: Callable[..., requests.Response], names: list[str], body: dict) -> list[float]:
@@ -191,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="also time --no-cache builds (slow)")
     parser.add_argument("--users", default="1,10,20", help="concurrent users per round")
+    parser.add_argument("--start-runs", type=int, default=3, help="server starts timed per notebook image")
     parser.add_argument(
         "--flavour", default="base", choices=[flavour.name for flavour in FLAVOURS], help="notebook image to spawn"
     )
@@ -237,6 +249,7 @@ def main() -> None:
             print(f"  {count:>3} users: p50 x{p50:.2f}  p95 x{p95:.2f}")
         ca_bundle = parse_settings(config).images.extra_ca_bundle or ""
         build_figures(client, args.cold, ca_bundle)
+        startup_figures(images, args.start_runs)
     finally:
         errors = deployment.destroy()
         remove_stack_objects(client, STACK)

@@ -41,6 +41,7 @@ from tests.support.images import (
     pinned_versions,
     run_in,
 )
+from tests.support.startup import imported, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -693,6 +694,146 @@ def test_singleuser_starts_on_an_empty_mounted_home(
     runtime = lab_home / ".local" / "share" / "jupyter" / "runtime"
     assert runtime.is_dir(), _logs(notebook)
     assert runtime.stat().st_uid == LAB_UID
+
+
+# --------------------------------------------------------------------------- server start (every notebook image)
+
+#: What importing rfc3987-syntax loads: its grammar module (which compiles the Lark grammars) and
+#: lark. The notebook images leave both packages out (notebook-base/requirements.in, "leave-out").
+#: Not the package name itself: -X importtime lists failed attempts too, and jsonschema tries
+#: `rfc3987` and `rfc3987_syntax` in turn.
+IRI_GRAMMAR_MODULES = ("rfc3987_syntax.syntax_helpers", "lark")
+#: The formats only rfc3987-syntax checks; jsonschema leaves them unchecked without it.
+IRI_FORMATS = {"iri", "iri-reference"}
+
+#: In the image: the formats the Jupyter event schemas there use, the formats jupyter_events'
+#: checker checks, and that it still tells a URI from a non-URI (an event schema's $id must be one).
+FORMAT_CHECK = r"""
+import json, pathlib, sysconfig, yaml
+from jsonschema import ValidationError
+from jupyter_events.schema import EventSchema
+from jupyter_events.validators import draft7_format_checker as checker
+
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+metaschemas = sorted(site.glob("jupyter_events/schemas/*.yml"))
+event_schemas = sorted(path for path in site.glob("*/event_schemas/**/*") if path.suffix in (".yaml", ".yml", ".json"))
+
+def formats(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "format" and isinstance(value, str):
+                yield value
+            else:
+                yield from formats(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from formats(value)
+
+used = set()
+for path in [*metaschemas, *event_schemas]:
+    schema = yaml.safe_load(path.read_text())
+    used |= set(formats(schema))
+    if path in event_schemas:
+        EventSchema(schema)  # checked against the Jupyter Events metaschema, formats included
+
+def schema_id_refused(schema_id):
+    probe = {"$id": schema_id, "version": "1", "title": "probe", "type": "object",
+             "properties": {"name": {"title": "name", "type": "string"}}}
+    try:
+        EventSchema(probe)
+    except ValidationError:
+        return True
+    return False
+
+print(json.dumps({
+    "metaschemas": len(metaschemas),
+    "event_schemas": [str(path.relative_to(site)) for path in event_schemas],
+    "used": sorted(used),
+    "checked": sorted(checker.checkers),
+    "uri": [checker.conforms("https://events.jupyter.org/juvini/probe", "uri"), checker.conforms("not a uri", "uri")],
+    "date-time": [checker.conforms("2026-01-02T03:04:05Z", "date-time"), checker.conforms("soon", "date-time")],
+    "refused": [schema_id_refused("https://events.jupyter.org/juvini/probe"), schema_id_refused("not a uri")],
+}))
+"""
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_server_start_skips_the_iri_grammars(fixture: str, request: pytest.FixtureRequest) -> None:
+    """The start loads jsonschema's format checkers (through jupyter_events) but not rfc3987_syntax."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image, importtime=True) as start:
+        imports = start.imports
+    assert imported(imports, "jupyterhub.singleuser"), f"no -X importtime output:\n{start.log[-3000:]}"
+    assert imported(imports, "jsonschema._format") and imported(imports, "jupyter_events"), sorted(
+        item.module for item in imports
+    )[:50]
+    loaded = sorted({item.module for item in imports if any(imported([item], name) for name in IRI_GRAMMAR_MODULES)})
+    assert not loaded, f"{image}: the server start imports {loaded}"
+    absent = run_in(image, ["python", "-c", "import rfc3987_syntax"], check=False)
+    assert absent.returncode != 0 and "No module named" in absent.stderr, absent.stdout + absent.stderr
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_format_checker_still_checks_what_jupyter_events_need(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    report = json.loads(run_in(image, ["python", "-c", FORMAT_CHECK]).stdout.strip().splitlines()[-1])
+    assert report["metaschemas"] >= 3 and report["event_schemas"], report
+    assert "uri" in report["used"], report
+    assert not IRI_FORMATS & set(report["used"]), f"a Jupyter schema uses {IRI_FORMATS & set(report['used'])}"
+    assert {"uri", "uri-reference", "date-time", "json-pointer", "uri-template"} <= set(report["checked"]), report
+    assert report["uri"] == [True, False] and report["date-time"] == [True, False], report
+    assert report["refused"] == [False, True], "an event schema whose $id is not a URI must be refused"
+
+
+#: The Lab settings (plugin, setting, value) the images set as defaults: no news, no update
+#: check, no extension manager.
+LAB_SETTINGS = (
+    ("@jupyterlab/apputils-extension:notification", "fetchNews", "false"),
+    ("@jupyterlab/apputils-extension:notification", "checkForUpdates", False),
+    ("@jupyterlab/extensionmanager-extension:plugin", "enabled", False),
+)
+#: What a server logs when it tries to reach out from a container with no network.
+OUTBOUND_FAILURE = re.compile(
+    r"name resolution|gaierror|Network is unreachable|Failed to get|Failed to fetch|Traceback|^\[E ", re.IGNORECASE
+)
+_PAGE_CONFIG = re.compile(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.DOTALL)
+
+
+def _composite(answer: dict) -> dict:
+    """A plugin's settings as the Lab front end composes them: the schema's defaults (with the
+    settings overrides applied by the server) under the user's own settings."""
+    defaults = {name: spec.get("default") for name, spec in answer["schema"]["properties"].items()}
+    return defaults | answer["settings"]
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_lab_does_not_call_out(fixture: str, request: pytest.FixtureRequest) -> None:
+    """With no network at all, the server starts and answers, and nothing in it tries to reach out."""
+    image = request.getfixturevalue(fixture)
+    # --debug: the news and update handlers log their failed fetches at debug level only.
+    with start_server(image, network="none", server_args=["--debug"]) as start:
+        composites = {plugin: _composite(start.get_json(f"lab/api/settings/{plugin}")) for plugin, _, _ in LAB_SETTINGS}
+        wrong = {
+            (plugin, name): composites[plugin].get(name)
+            for plugin, name, value in LAB_SETTINGS
+            if composites[plugin].get(name) != value
+        }
+        assert not wrong, f"{image}: Lab settings (plugin, setting): value: {wrong}"
+        for page in ("lab", "tree"):
+            status, body = start.get(page)
+            match = _PAGE_CONFIG.search(body)
+            assert status == 200 and match, f"GET {page}: {status} {body[:300]}"
+            config = json.loads(match.group(1))
+            assert config["extensionManager"]["name"] == "read-only", config["extensionManager"]
+            assert config["extensionManager"]["can_install"] is False, config["extensionManager"]
+            assert config["news"] == {"disabled": True}, config["news"]
+        # What the front end would ask for were the settings changed: answered from the container alone.
+        assert start.get_json("lab/api/news") == {"news": []}
+        assert start.get_json("lab/api/update") == {"notification": None}
+        assert start.get_json("lab/api/extensions?query=jupyterlab&page=1&per_page=5") == []
+        log = start.server_log()
+    failures = [line for line in log.splitlines() if OUTBOUND_FAILURE.search(line)]
+    assert not failures, f"{image} tried to reach out:\n" + "\n".join(failures[:20])
 
 
 # --------------------------------------------------------------------------- notebook-datascience

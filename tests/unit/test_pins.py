@@ -41,3 +41,38 @@ def test_singleuser_jupyterhub_matches_the_hub() -> None:
     hub = pins(ROOT / "images" / "hub" / "requirements.txt")["jupyterhub"]
     notebook = pins(ROOT / "images" / "notebook-base" / "requirements.txt")["jupyterhub"]
     assert hub == notebook
+
+
+#: Each stacked notebook image and the image it is built FROM (None: the foundation).
+NOTEBOOK_STACK = (
+    ("notebook-base", None),
+    ("notebook-datascience", "notebook-base"),
+    ("notebook-pyspark", "notebook-datascience"),
+)
+_LEAVE_OUT = re.compile(r"^#\s*leave-out:\s*([A-Za-z0-9._-]+)", re.MULTILINE)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def left_out(path: Path) -> set[str]:
+    """The packages a requirements file's ``# leave-out: NAME`` lines name (freeze-requirements.sh)."""
+    return {_canonical(name) for name in _LEAVE_OUT.findall(path.read_text(encoding="utf-8"))}
+
+
+def test_notebook_base_leaves_out_the_iri_checker() -> None:
+    """rfc3987-syntax costs every server start its grammar compilation (images/README.md, "Server start")."""
+    assert {"rfc3987-syntax", "lark"} <= left_out(ROOT / "images" / "notebook-base" / "requirements.in")
+
+
+@pytest.mark.parametrize(("folder", "parent"), NOTEBOOK_STACK, ids=[folder for folder, _ in NOTEBOOK_STACK])
+def test_left_out_packages_stay_out_of_the_stacked_freezes(folder: str, parent: str | None) -> None:
+    image = ROOT / "images" / folder
+    expected = left_out(image / "requirements.in")
+    if parent is not None:
+        expected |= left_out(ROOT / "images" / parent / "requirements.txt")
+    frozen = image / "requirements.txt"
+    assert left_out(frozen) == expected, f"{frozen} records {left_out(frozen)}, should record {expected}"
+    pinned = {_canonical(name) for name in pins(frozen)} & expected
+    assert not pinned, f"{frozen} pins {sorted(pinned)}, which it leaves out"
