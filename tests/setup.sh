@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for the whole test suite (run as root, idempotent):
 #  - ./venv with the program's and the tests' Python dependencies;
-#  - shellcheck for the host-script tests;
+#  - shellcheck for the host-script tests; Debian's Chromium (and a font) for the spawn page's browser test;
 #  - the dev host bootstrap: Docker engine, local base image, sshd (infra/bootstrap/dev-host.sh).
 set -euo pipefail
 
@@ -22,7 +22,7 @@ apt_install() {
     fi
 }
 
-apt_install shellcheck python3-venv openssh-client krb5-user
+apt_install shellcheck python3-venv openssh-client krb5-user chromium fonts-dejavu-core
 if [ ! -x venv/bin/python ]; then
     log "creating venv"
     python3 -m venv venv
