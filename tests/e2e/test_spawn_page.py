@@ -182,7 +182,7 @@ def test_a_start_that_fails_tells_the_user_why_in_the_page(lab: Lab, page: Page)
         log_in_and_submit_the_spawn_form(lab, page, user, "base")
         why = (
             f"The image {image} is not on the Docker host, so your server cannot start. "
-            "Ask an admin: `pulumi up` builds the lab's images."
+            "Ask an admin to run pulumi up, which builds the lab's images."
         )
         # Within its first second the hub answers the form with it; later, the pending page shows it.
         expect(page.get_by_text(why).first).to_be_visible(timeout=START_MS)

@@ -959,7 +959,7 @@ def test_a_missing_image_fails_with_a_message_for_the_user(engine: FakeEngine, t
     message, _ = format_exception(failed.value)
     assert message == (
         f"The image {SPARK_IMAGE} is not on the Docker host, so your server cannot start. "
-        "Ask an admin: `pulumi up` builds the lab's images."
+        "Ask an admin to run pulumi up, which builds the lab's images."
     )
     assert not engine.containers
     assert not spawner_module._RESERVED

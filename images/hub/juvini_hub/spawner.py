@@ -256,7 +256,7 @@ class JuviniSpawnerMixin(WithKerberosTickets):
             raise UserFacingError(
                 500,
                 f"The image {image} is not on the Docker host, so your server cannot start. "
-                "Ask an admin: `pulumi up` builds the lab's images.",
+                "Ask an admin to run pulumi up, which builds the lab's images.",
                 reason="Image missing",
             ) from None
 
