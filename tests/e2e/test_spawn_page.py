@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from infra import outputs
 from infra.flavours import BY_NAME as FLAVOURS
 from tests.e2e.conftest import Lab
 from tests.support.browser import launch_chromium
-from tests.support.lab_client import LabUser
+from tests.support.lab_client import LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -113,16 +114,20 @@ def log_in_and_submit_the_spawn_form(lab: Lab, page: Page, user: LabUser, flavou
     page.get_by_role("button", name="Start").click()
 
 
-def hold_the_start(lab: Lab, name: str) -> Path:
-    """The user's folder as the hub would make it, with a server config that waits for the gate;
-    the folder the gate goes into."""
+def user_server_config(lab: Lab, name: str, text: str) -> Path:
+    """The user's folder as the hub would make it, with ``text`` as their own server config; its folder."""
     folder = lab.path("usersDir") / name
     config = folder / ".jupyter"
     for path in (folder, config):
         path.mkdir(mode=0o750, exist_ok=True)
         os.chown(path, LAB_UID, LAB_GID)
-    (config / "jupyter_server_config.py").write_text(HOLD_THE_START, encoding="utf-8")
+    (config / "jupyter_server_config.py").write_text(text, encoding="utf-8")
     return config
+
+
+def hold_the_start(lab: Lab, name: str) -> Path:
+    """A server config that waits for the gate; the folder the gate goes into."""
+    return user_server_config(lab, name, HOLD_THE_START)
 
 
 def test_the_spawn_page_shows_each_step_then_jupyterlab_opens(lab: Lab, page: Page) -> None:
@@ -193,3 +198,27 @@ def test_a_start_that_fails_tells_the_user_why_in_the_page(lab: Lab, page: Page)
     finally:
         lab.docker.images.get(":".join(held)).tag(repository, tag)
         lab.docker.images.remove(":".join(held), noprune=True)
+
+
+def test_a_server_that_crashes_while_starting_fails_at_once_saying_so(lab: Lab) -> None:
+    """A user's own broken server config kills the server: the start fails within seconds (not after
+    http_timeout, 180 s here) with a message for the user, and starts again once the config is fixed."""
+    user = signed_up(lab, "crasher")
+    config = user_server_config(lab, user.name, "raise SystemExit(3)  # a broken config of the user's own\n")
+    try:
+        began = time.monotonic()
+        response = user.request_server(FLAVOURS["base"].display_name)
+        if response.status_code in (201, 202):  # still starting after the hub's 10 s: follow the events
+            events = wait_for("the failed start's events", user._progress_events, 60, interval=0.2)
+            assert events[-1].get("failed"), events
+            message = events[-1]["message"]
+        else:  # failed within the 10 s the hub waits before answering
+            message = response.json()["message"]
+        # Well before the http_timeout (180 s) a server that never answers would take.
+        assert time.monotonic() - began < 60
+        assert "Your server stopped while starting" in message, message
+        wait_for("no server left after the failed start", lambda: not user.model().get("servers"), 60)
+    finally:
+        (config / "jupyter_server_config.py").unlink(missing_ok=True)
+    user.start_server(FLAVOURS["base"].display_name)
+    user.stop_server()

@@ -1015,7 +1015,15 @@ def started_at(monkeypatch: pytest.MonkeyPatch, docker_state: FakeDocker) -> dic
         where["returned_at"] = time.monotonic()
         return where["address"]
 
+    async def fake_poll(self: JuviniDockerSpawner) -> str | None:
+        return where.get("exited")  # DockerSpawner's poll: None while the container runs
+
+    async def fake_output(self: JuviniDockerSpawner, lines: int) -> str:
+        return f"last {lines} lines of {self.object_name}"
+
     monkeypatch.setattr(DockerSpawner, "start", fake_start)
+    monkeypatch.setattr(DockerSpawner, "poll", fake_poll)
+    monkeypatch.setattr(JuviniDockerSpawner, "server_output", fake_output)
     return where
 
 
@@ -1086,9 +1094,31 @@ def test_a_server_that_never_answers_fails_within_http_timeout_saying_so(
     message, _ = format_exception(failed.value)
     assert message == (
         "Your server started but did not answer within 1 seconds, so it is stopped. "
-        "Try again; if it happens again, an admin can read the log of container jupyter-alice."
+        "Try again; if it happens again, ask an admin: the hub's log holds the server's last lines."
     )
     assert not spawner_module._RESERVED
+
+
+def test_a_server_that_crashes_while_starting_fails_at_once_and_its_last_lines_reach_the_hubs_log(
+    started_at: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = LateServer(delay=60)  # never answers: its process died
+    started_at["address"] = ("127.0.0.1", server.port)
+    started_at["exited"] = "ExitCode=1, Error='', FinishedAt=now"
+    config = Config()
+    config.Spawner.http_timeout = 30
+    spawner = make_spawner("alice", tmp_path, config=config)
+    began = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(web.HTTPError) as failed:
+        asyncio.run(spawner.start())
+    assert time.monotonic() - began < spawner_module.EXITED_CHECK_INTERVAL + 1, "noticed at the first check"
+    message, _ = format_exception(failed.value)
+    assert message == (
+        "Your server stopped while starting. Try again; if it happens again, ask an admin: "
+        "the hub's log holds the server's last lines."
+    )
+    assert "ExitCode=1" in caplog.text
+    assert f"last {spawner_module.FAILED_SERVER_LOG_LINES} lines of jupyter-alice" in caplog.text
 
 
 def test_when_start_timeout_comes_first_the_hubs_own_check_takes_over(

@@ -65,6 +65,10 @@ ANSWERING_STEP = 90
 
 #: Seconds of Spawner.start_timeout kept back when start() waits for the server to answer.
 START_TIMEOUT_MARGIN = 1.0
+#: While waiting for the server to answer, how often to ask Docker whether it still runs.
+EXITED_CHECK_INTERVAL = 1.0
+#: Lines of a failed server's output copied into the hub's log (the container is removed after).
+FAILED_SERVER_LOG_LINES = 40
 
 #: Tells the PySpark kernel (images/notebook-pyspark/juvini-pyspark-kernel) and the user why
 #: their server has no Spark port pair.
@@ -124,11 +128,16 @@ class JuviniSpawnerMixin(WithKerberosTickets):
         internal_ssl: bool
         object_type: str
         object_name: str
+        object_id: str
         image: str
         tls_config: dict[str, Any]
         client_kwargs: dict[str, Any]
 
         def format_volume_name(self, template: str, spawner: Any) -> str: ...
+
+        async def poll(self) -> Any: ...
+
+        async def docker(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
     user_folder = required(
         Unicode(
@@ -290,6 +299,7 @@ class JuviniSpawnerMixin(WithKerberosTickets):
         hand_over = self._start_began + self.start_timeout - START_TIMEOUT_MARGIN
         # Its own client: the hub's shared one (proxy API calls) keeps its connection slots.
         client = AsyncHTTPClient(force_instance=True)
+        next_exit_check = started + EXITED_CHECK_INTERVAL
         try:
             while True:
                 remaining = min(deadline, hand_over) - time.monotonic()
@@ -298,6 +308,18 @@ class JuviniSpawnerMixin(WithKerberosTickets):
                     self.log.info("%s's server answers at %s after %.2f s", self.user.name, url, waited)
                     self.spawn_progress().step(ANSWERING_STEP, f"Server answering after {waited:.1f} s")
                     return
+                if time.monotonic() >= next_exit_check:
+                    # A server that crashed will never answer: say so now, not after http_timeout.
+                    status = await self.poll()
+                    if status is not None:
+                        await self.log_server_output(f"stopped while starting ({status})")
+                        raise UserFacingError(
+                            500,
+                            "Your server stopped while starting. Try again; if it happens again, ask an "
+                            "admin: the hub's log holds the server's last lines.",
+                            reason="Server stopped while starting",
+                        )
+                    next_exit_check = time.monotonic() + EXITED_CHECK_INTERVAL
                 remaining = min(deadline, hand_over) - time.monotonic()
                 if remaining <= 0:
                     break
@@ -307,13 +329,36 @@ class JuviniSpawnerMixin(WithKerberosTickets):
         if hand_over < deadline:
             self.log.info("%s's server is not answering yet at %s: the hub's check takes over", self.user.name, url)
             return
-        self.log.warning("%s's server did not answer at %s within %s s", self.user.name, url, self.http_timeout)
+        await self.log_server_output(f"did not answer at {url} within {self.http_timeout} s")
         raise UserFacingError(
             504,
             f"Your server started but did not answer within {self.http_timeout} seconds, so it is stopped. "
-            f"Try again; if it happens again, an admin can read the log of {self.object_type} {self.object_name}.",
+            "Try again; if it happens again, ask an admin: the hub's log holds the server's last lines.",
             reason="Server not answering",
         )
+
+    async def log_server_output(self, what: str) -> None:
+        """Copy the failed server's last lines into the hub's log: the hub removes it after a failed start."""
+        try:
+            output = await self.server_output(FAILED_SERVER_LOG_LINES)
+        except Exception as error:  # the log is a courtesy; the failure itself must still be reported
+            output = f"(its output could not be read: {error})"
+        self.log.warning(
+            "%s's server (%s %s) %s; its last lines:\n%s",
+            self.user.name,
+            self.object_type,
+            self.object_name,
+            what,
+            output,
+        )
+
+    async def server_output(self, lines: int) -> str:
+        """The server's last ``lines`` lines of output (Docker's log of its container or service)."""
+        method = "service_logs" if self.object_type == "service" else "logs"
+        raw = await self.docker(method, self.object_id, stdout=True, stderr=True, tail=lines)
+        if isinstance(raw, bytes):
+            return raw.decode(errors="replace")
+        return b"".join(raw).decode(errors="replace")
 
 
 class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
