@@ -134,12 +134,85 @@ def spawn_phases(request: float, ready: float, hub: HubEvents, server: ServerEve
 
 
 def median_phases(rows: Iterable[Mapping[str, float | None]]) -> dict[str, float | None]:
-    """The median of each phase over the spawns where it is known."""
+    """The median of each of ``PHASES`` over the spawns where it is known."""
+    return median_of(rows, [name for name, _ in PHASES])
+
+
+_STOPPING = re.compile(r"Stopping container (?P<container>\S+) \(id")
+_REMOVING = re.compile(r"Removing container (?P<id>[0-9a-f]{12,})")
+
+
+@dataclass
+class StopEvents:
+    """One server's stop: the hub's log (stopping, removing) and Docker's events (epoch seconds)."""
+
+    stopping: float | None = None
+    kill: float | None = None
+    die: float | None = None
+    removing: float | None = None
+    destroy: float | None = None
+
+
+def stop_events(
+    hub_lines: Iterable[tuple[float, str]],
+    docker_events: Iterable[Mapping],
+    containers: Mapping[str, tuple[str, str]],
+    since: float,
+) -> dict[str, StopEvents]:
+    """Each user's stop from the hub's log and Docker's container events (the first of each kind).
+
+    ``containers``: user -> (container name, container id).
+    """
+    found = {user: StopEvents() for user in containers}
+    by_name = {name: user for user, (name, _) in containers.items()}
+    by_id = {cid: user for user, (_, cid) in containers.items()}
+
+    def note(user: str | None, kind: str, at: float) -> None:
+        if user in found and getattr(found[user], kind) is None:
+            setattr(found[user], kind, at)
+
+    for at, line in hub_lines:
+        if at < since:
+            continue
+        match = _STOPPING.search(line)
+        if match:
+            note(by_name.get(match.group("container")), "stopping", at)
+        match = _REMOVING.search(line)
+        if match:
+            note(next((user for cid, user in by_id.items() if cid.startswith(match.group("id"))), None), "removing", at)
+    for event in docker_events:
+        action = event.get("Action") or event.get("status")
+        at = int(event.get("timeNano") or 0) / 1e9 or float(event.get("time") or 0)
+        if action in ("kill", "die", "destroy") and at >= since:
+            note(by_id.get(str(event.get("id") or event.get("Actor", {}).get("ID"))), action, at)
+    return found
+
+
+#: The phases of a server's stop, as PHASES for a spawn.
+STOP_PHASES: tuple[tuple[str, str], ...] = (
+    ("hub", "DELETE sent -> the hub stops the container ('Stopping container': its API, the spawner)"),
+    ("signal", "-> SIGTERM sent (Docker's kill event: the hub's Docker call, waiting for a thread included)"),
+    ("exit", "-> the server process has exited (die: the server's own shutdown)"),
+    ("remove", "-> the container is gone (destroy: the hub's remove call, network and files released)"),
+)
+
+
+def stop_phases(delete: float, events: StopEvents) -> dict[str, float | None]:
+    """Seconds of each of ``STOP_PHASES``; unknown ones are None."""
+    marks = [delete, events.stopping, events.kill, events.die, events.destroy]
+    return {
+        name: end - start if start is not None and end is not None else None
+        for (name, _), start, end in zip(STOP_PHASES, marks, marks[1:], strict=False)
+    }
+
+
+def median_of(rows: Iterable[Mapping[str, float | None]], names: Iterable[str]) -> dict[str, float | None]:
+    """The median of each of ``names`` over ``rows`` where it is known."""
     rows = list(rows)
     result: dict[str, float | None] = {}
-    for name, _ in PHASES:
-        known = [row[name] for row in rows if row.get(name) is not None]
-        result[name] = statistics.median(known) if known else None  # type: ignore[type-var]
+    for name in names:
+        known = [value for row in rows if (value := row.get(name)) is not None]
+        result[name] = statistics.median(known) if known else None
     return result
 
 

@@ -12,9 +12,11 @@ import yaml
 
 from tests.support.spawn_timeline import (
     PHASES,
+    STOP_PHASES,
     CpuSample,
     HubEvents,
     ServerEvents,
+    StopEvents,
     container_cpu_seconds,
     cpu_between,
     docker_time,
@@ -24,6 +26,8 @@ from tests.support.spawn_timeline import (
     percentile,
     server_events,
     spawn_phases,
+    stop_events,
+    stop_phases,
 )
 
 pytestmark = pytest.mark.unit
@@ -99,6 +103,33 @@ def test_median_phases_skip_unknown_values() -> None:
     ]
     medians = median_phases(rows)
     assert (medians["api"], medians["create"], medians["route"]) == (2.0, 2.0, None)
+
+
+def test_stop_events_from_the_hubs_log_and_dockers_events() -> None:
+    ids = {"a1": "5ae382ed754a" + "0" * 52, "a11": "6be382ed754a" + "0" * 52}
+    containers = {user: (f"juvini-bench-user-{user}", cid) for user, cid in ids.items()}
+    hub_log = [
+        (T0 + 0.05, "[I ... dockerspawner:1431] Stopping container juvini-bench-user-a1 (id: 5ae382e)"),
+        (T0 + 0.40, f"[I ... dockerspawner:1070] Removing container {ids['a1']}"),
+    ]
+    nano = int(T0 * 1e9)
+    events = [
+        {"Action": "kill", "id": ids["a1"], "timeNano": nano + 100_000_000},
+        {"Action": "kill", "id": ids["a1"], "timeNano": nano + 9_000_000_000},  # a second signal: not the first
+        {"Action": "die", "id": ids["a1"], "timeNano": nano + 300_000_000},
+        {"Action": "destroy", "id": ids["a1"], "timeNano": nano + 500_000_000},
+        {"Action": "start", "id": ids["a11"], "timeNano": nano + 100_000_000},
+        {"Action": "die", "id": "someone-else", "timeNano": nano + 100_000_000},
+    ]
+    found = stop_events(hub_log, events, containers, since=T0)
+    assert found["a1"] == pytest.approx(
+        StopEvents(stopping=T0 + 0.05, kill=T0 + 0.1, die=T0 + 0.3, removing=T0 + 0.4, destroy=T0 + 0.5)
+    )
+    assert found["a11"] == StopEvents()
+    phases = stop_phases(T0, found["a1"])
+    assert list(phases) == [name for name, _ in STOP_PHASES]
+    assert phases == pytest.approx({"hub": 0.05, "signal": 0.05, "exit": 0.2, "remove": 0.2})
+    assert stop_phases(T0, found["a11"]) == dict.fromkeys(phases)
 
 
 @pytest.mark.parametrize(
