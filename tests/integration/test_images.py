@@ -41,7 +41,7 @@ from tests.support.images import (
     pinned_versions,
     run_in,
 )
-from tests.support.startup import imported, start_server
+from tests.support.startup import SERVER_PREFIX, STUB_HUB, hub_environment, imported, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -639,48 +639,20 @@ def test_pip_user_install_lands_in_the_mounted_home(
     assert installed[0].stat().st_uid == LAB_UID
 
 
-#: Answers the singleuser server's calls to the Hub API, as a hub would, with its version.
-STUB_HUB = """
-import http.server, json, sys
-version = sys.argv[1]
-class Hub(http.server.BaseHTTPRequestHandler):
-    def _answer(self):
-        body = json.dumps({"version": version}).encode()
-        self.send_response(200)
-        self.send_header("X-JupyterHub-Version", version)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    do_GET = do_POST = _answer
-http.server.HTTPServer(("127.0.0.1", 8081), Hub).serve_forever()
-"""
-
-
 def test_singleuser_starts_on_an_empty_mounted_home(
     notebook_base_image: str, hub_image: str, lab_home: Path, container_names: list[str]
 ) -> None:
     """The image's own entrypoint and command, a fresh home folder, the env DockerSpawner sets."""
-    version = pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
     hub = _new_name(container_names, "stub-hub")
     # The notebook joins the stub's network namespace: the hub is at 127.0.0.1:8081 and
     # the notebook's 8888 is published through the stub container.
     docker(
-        "run", "--detach", "--name", hub, "--publish", "127.0.0.1::8888",
-        hub_image, "python3", "-c", STUB_HUB, version,
+        "run", "--detach", "--name", hub, "--publish", "127.0.0.1::8888", "--env", f"JUPYTERHUB_USER={LAB_USER}",
+        hub_image, "python3", "-c", STUB_HUB,
     )  # fmt: skip
     notebook = _new_name(container_names, "notebook")
-    prefix = f"/user/{LAB_USER}/"
-    environment = {
-        "JUPYTERHUB_API_TOKEN": uuid.uuid4().hex,
-        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{LAB_USER}",
-        "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": prefix,
-        "JUPYTERHUB_USER": LAB_USER,
-        "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:8888{prefix}",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
-    }
+    prefix = SERVER_PREFIX
+    environment = hub_environment(uuid.uuid4().hex)
     env_args = [arg for name, value in environment.items() for arg in ("--env", f"{name}={value}")]
     docker(
         "run", "--detach", "--name", notebook, "--network", f"container:{hub}",
