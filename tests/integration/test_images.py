@@ -590,7 +590,7 @@ def test_notebook_runs_as_the_lab_user(fixture: str, request: pytest.FixtureRequ
     result = run_in(image, ["sh", "-c", 'echo "$(id -u) $(id -g) $(id -un) $HOME $(pwd)"'])
     assert result.stdout.split() == [str(LAB_UID), str(LAB_GID), LAB_USER, LAB_HOME, LAB_HOME]
     config = image_config(image)
-    assert config["Cmd"] == ["jupyterhub-singleuser"]
+    assert config["Cmd"] == ["juvini-singleuser"]
     assert "8888/tcp" in config["ExposedPorts"]
 
 
@@ -604,8 +604,9 @@ def test_notebook_venv_belongs_to_the_lab_user(fixture: str, request: pytest.Fix
 
 def test_singleuser_matches_the_hub_version(notebook_base_image: str, hub_image: str) -> None:
     notebook = run_in(notebook_base_image, ["jupyterhub-singleuser", "--version"]).stdout.strip()
+    lab_command = run_in(notebook_base_image, ["juvini-singleuser", "--version"]).stdout.strip()
     hub = run_in(hub_image, ["jupyterhub", "--version"]).stdout.strip()
-    assert notebook == hub == pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
+    assert notebook == lab_command == hub == pinned_versions(IMAGES_DIR / "hub" / "requirements.txt")["jupyterhub"]
 
 
 @pytest.mark.parametrize(
@@ -743,6 +744,106 @@ def test_server_start_skips_the_iri_grammars(fixture: str, request: pytest.Fixtu
     assert not loaded, f"{image}: the server start imports {loaded}"
     absent = run_in(image, ["python", "-c", "import rfc3987_syntax"], check=False)
     assert absent.returncode != 0 and "No module named" in absent.stderr, absent.stdout + absent.stderr
+
+
+#: What only the hub's own web application and database model import: a single-user server
+#: started by juvini-singleuser loads none of them (its docstring says why).
+HUB_APPLICATION_MODULES = ("jupyterhub.handlers.base", "jupyterhub.user", "alembic", "sqlalchemy.orm")
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_server_start_leaves_out_the_hubs_application(fixture: str, request: pytest.FixtureRequest) -> None:
+    """The image's command loads neither the hub's handlers nor its ORM, and still checks tokens with the hub."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image, importtime=True) as start:
+        imports = start.imports
+        loaded = sorted({name for name in HUB_APPLICATION_MODULES if imported(imports, name)})
+        # HubAuth, which imports jupyterhub.scopes (and so the lazily loaded ORM), answers for
+        # the token; without one the server refuses.
+        identity = start.get_json("api/me")
+        anonymous, _ = start.get("api/me", token=False)
+    assert imported(imports, "jupyterhub.singleuser") and imported(imports, "jupyterhub.scopes"), start.log[-3000:]
+    assert not loaded, f"{image}: the server start imports {loaded}"
+    assert identity["identity"]["name"] == LAB_USER, identity
+    assert anonymous == 403, anonymous
+
+
+#: Run in the image: after juvini-singleuser's imports, the hub's modules are the real ones.
+HUB_MODULES_AFTER_IMPORT = """
+import importlib.machinery, json, shutil, sys, types
+loader = importlib.machinery.SourceFileLoader("juvini_singleuser", shutil.which("juvini-singleuser"))
+lab = types.ModuleType(loader.name)
+loader.exec_module(lab)
+with lab._hub_application_left_out():
+    import jupyterhub.singleuser
+    stand_in = sys.modules["jupyterhub.handlers.pages"]
+import jupyterhub.log
+deferred = "alembic" not in sys.modules
+# (no `import jupyterhub.orm` here: the import statement itself reads the module's __spec__,
+# which counts as a first use)
+orm_table = sys.modules["jupyterhub.orm"].User.__tablename__
+import jupyterhub.handlers.pages
+print(json.dumps({
+    "stand_in_used": jupyterhub.log.HealthCheckHandler is stand_in.HealthCheckHandler,
+    "orm_deferred": deferred,
+    "orm_works": orm_table,
+    "alembic_after_use": "alembic" in sys.modules,
+    "real_pages": jupyterhub.handlers.pages is not stand_in and hasattr(jupyterhub.handlers.pages, "default_handlers"),
+    "finder_removed": not any(type(f).__name__ == "_LazyModuleFinder" for f in sys.meta_path),
+}))
+"""
+
+
+def test_hub_modules_are_real_after_the_servers_imports(notebook_base_image: str) -> None:
+    report = json.loads(run_in(notebook_base_image, ["python", "-c", HUB_MODULES_AFTER_IMPORT]).stdout.splitlines()[-1])
+    assert report == {
+        "stand_in_used": True,
+        "orm_deferred": True,
+        "orm_works": "users",
+        "alembic_after_use": True,
+        "real_pages": True,
+        "finder_removed": True,
+    }, report
+
+
+#: An IPython start-up file (written into the kernel's profile): it writes KERNEL_STARTED_MARKER
+#: once the kernel runs it, and at the kernel's exit KERNEL_EXIT_MARKER, as a kernel's own
+#: clean-up (closing files, stopping Spark) would run.
+KERNEL_STARTED_MARKER = "/tmp/juvini-kernel-started"
+KERNEL_EXIT_MARKER = "/tmp/juvini-kernel-exited"
+KERNEL_STARTUP = f"""
+import atexit, pathlib
+atexit.register(lambda: pathlib.Path({KERNEL_EXIT_MARKER!r}).write_text("clean exit"))
+pathlib.Path({KERNEL_STARTED_MARKER!r}).touch()
+"""
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_server_stop_shuts_kernels_down_cleanly(fixture: str, request: pytest.FixtureRequest) -> None:
+    """A stop (SIGTERM, as the spawner's) still shuts the kernels down, and the server exits with 0."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image) as start:
+        startup_dir = f"{LAB_HOME}/.ipython/profile_default/startup"
+        docker("exec", start.container, "python3", "-c",
+               f"import pathlib, sys; d = pathlib.Path({startup_dir!r}); d.mkdir(parents=True); "
+               "(d / '50-exit.py').write_text(sys.argv[1])", KERNEL_STARTUP)  # fmt: skip
+        status, body = start.request("POST", "api/kernels", {"name": "python3"})
+        assert status == 201, body
+        kernel = json.loads(body)["id"]
+        deadline = time.monotonic() + 120
+        started = ["test", "-e", KERNEL_STARTED_MARKER]
+        while docker("exec", start.container, *started, check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"kernel {kernel} not up within 120 s:\n{start.server_log()[-3000:]}"
+            time.sleep(0.2)
+        docker("stop", "--time", "30", start.container, timeout=120)
+        exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", start.container).stdout.strip()
+        marker = subprocess.run(
+            ["/usr/bin/docker", "cp", f"{start.container}:{KERNEL_EXIT_MARKER}", "-"], capture_output=True, check=False
+        )
+        log = start.server_log()
+    assert exit_code == "0", f"exit code {exit_code}:\n{log[-3000:]}"
+    assert marker.returncode == 0 and b"clean exit" in marker.stdout, f"no kernel exit handler ran:\n{log[-3000:]}"
+    assert "Shutting down" in log and "Kernel shutdown" in log, log[-3000:]
 
 
 @pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)

@@ -1,12 +1,13 @@
 """Start a notebook image's server as the lab does and measure the start: wall time, CPU, imports.
 
-``start_server`` runs the image's own command (``jupyterhub-singleuser``, under the image's
-``tini`` entrypoint) in a detached container with the environment DockerSpawner gives it,
-beside a stub hub in the same container (it answers the server's Hub API calls on
-127.0.0.1:8081 with the image's JupyterHub version and a user model), so the start needs no
-network at all: by default the container runs with ``--network none``. The start is timed
-from Docker's own log timestamps: a marker line written just before ``exec`` of the server,
-its first log line, and the line that says it is listening ("is running at").
+``start_server`` runs the image's own command (its ``Cmd``: ``juvini-singleuser`` in the lab's
+images, ``jupyterhub-singleuser`` in stock ones; under the image's ``tini`` entrypoint) in a
+detached container with the environment DockerSpawner gives it, beside a stub hub in the same
+container (it answers the server's Hub API calls on 127.0.0.1:8081 with the image's JupyterHub
+version and a user model), so the start needs no network at all: by default the container runs
+with ``--network none``. The start is timed from Docker's own log timestamps: a marker line
+written just before ``exec`` of the server, its first log line, and the line that says it is
+listening ("is running at").
 
 ``profile_server_start`` repeats that a few times (medians) and adds one run under
 ``python -X importtime`` whose output ``parse_importtime`` turns into ``ImportTime`` rows:
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tests.support.images import ImageToolError, docker
+from tests.support.images import ImageToolError, docker, image_config
 
 #: The lab user the images run as (notebook-base's default).
 LAB_USER = "labuser"
@@ -78,7 +79,8 @@ server.serve_forever()
 
 #: The container's command: the stub hub in the background, then (once it listens) the marker
 #: and ``exec`` of the server, so the server is the process the image would run. $1: the stub's
-#: source; $2: "importtime" to run the server under ``python -X importtime``; then server options.
+#: source; $2: "importtime" to run the server under ``python -X importtime``; then the image's
+#: command and the server options.
 WRAPPER = f"""
 set -eu
 stub="$1"; mode="$2"; shift 2
@@ -87,9 +89,10 @@ while [ ! -e {STUB_READY_FILE} ]; do sleep 0.02; done
 echo $$ > {PID_FILE}
 echo "{EXEC_MARKER}" >&2
 if [ "$mode" = importtime ]; then
-    exec python -X importtime "$(command -v jupyterhub-singleuser)" "$@"
+    program="$(command -v "$1")"; shift
+    exec python -X importtime "$program" "$@"
 fi
-exec jupyterhub-singleuser "$@"
+exec "$@"
 """
 
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")
@@ -225,11 +228,17 @@ class ServerStart:
         lines = [line for _, line in timestamped_logs(self.container)]
         return "\n".join(line for line in lines if not line.startswith("import time:"))
 
-    def get(self, path: str, *, token: bool = True, timeout: float = 60) -> tuple[int, str]:
-        """GET ``SERVER_PREFIX + path`` from inside the container (its network may be none): status, body."""
+    def request(
+        self, method: str, path: str, body: Any = None, *, token: bool = True, timeout: float = 60
+    ) -> tuple[int, str]:
+        """``method`` ``SERVER_PREFIX + path`` from inside the container (its network may be none),
+        with ``body`` as JSON if given: status, body."""
         script = (
             "import sys, urllib.error, urllib.request\n"
-            "request = urllib.request.Request(sys.argv[1], headers=dict([sys.argv[2:4]]) if sys.argv[2] else {})\n"
+            "data = sys.argv[3].encode() if sys.argv[3] else None\n"
+            "headers = {'Content-Type': 'application/json'} if data else {}\n"
+            "headers.update([sys.argv[4:6]] if sys.argv[4] else [])\n"
+            "request = urllib.request.Request(sys.argv[2], data=data, headers=headers, method=sys.argv[1])\n"
             "try:\n"
             "    with urllib.request.urlopen(request, timeout=30) as response:\n"
             "        status, body = response.status, response.read()\n"
@@ -239,9 +248,14 @@ class ServerStart:
         )
         url = f"http://127.0.0.1:{SERVER_PORT}{SERVER_PREFIX}{path.lstrip('/')}"
         header = ["Authorization", f"token {self.token}"] if token else ["", ""]
-        result = docker("exec", self.container, "python3", "-c", script, url, *header, timeout=timeout)
-        status, _, body = result.stdout.partition("\n")
-        return int(status), body
+        data = "" if body is None else json.dumps(body)
+        result = docker("exec", self.container, "python3", "-c", script, method, url, data, *header, timeout=timeout)
+        status, _, answer = result.stdout.partition("\n")
+        return int(status), answer
+
+    def get(self, path: str, *, token: bool = True, timeout: float = 60) -> tuple[int, str]:
+        """GET ``SERVER_PREFIX + path`` from inside the container: status, body."""
+        return self.request("GET", path, token=token, timeout=timeout)
 
     def get_json(self, path: str) -> Any:
         """GET ``path`` (from inside the container) and its JSON; anything but 200 raises."""
@@ -272,8 +286,11 @@ def start_server(
     """Start ``image``'s server as the lab does; yields once it listens, removes the container after.
 
     ``network`` is the container's Docker network (``none``: loopback only, so any attempt to
-    reach out fails at once); ``server_args`` are added to ``jupyterhub-singleuser``'s command.
+    reach out fails at once); ``server_args`` are added to the image's command.
     """
+    command = image_config(image).get("Cmd") or []
+    if not command:
+        raise ImageToolError(f"{image} has no command (Cmd) to start its server with")
     token = uuid.uuid4().hex
     name = f"juvini-startup-{uuid.uuid4().hex[:10]}"
     env_args = [arg for key, value in hub_environment(token).items() for arg in ("--env", f"{key}={value}")]
@@ -281,7 +298,7 @@ def start_server(
     run_at = time.time()
     docker(
         "run", "--detach", "--name", name, "--network", network, *env_args, image,
-        "sh", "-c", WRAPPER, "sh", STUB_HUB, mode, *server_args,
+        "sh", "-c", WRAPPER, "sh", STUB_HUB, mode, *command, *server_args,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + deadline_seconds

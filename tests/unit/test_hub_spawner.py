@@ -771,7 +771,7 @@ class FakeClient:
         with self.engine.call(self, "inspect_image"):
             if image not in self.engine.images:
                 raise docker.errors.ImageNotFound(f"No such image: {image}")
-            return {"Config": {"Cmd": ["jupyterhub-singleuser"]}}
+            return {"Config": {"Cmd": ["juvini-singleuser"]}}
 
     def _container(self, name_or_id: str) -> dict[str, Any]:
         for container in self.engine.containers.values():
