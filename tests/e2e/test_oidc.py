@@ -204,6 +204,8 @@ def lab_user(oidc_lab: OidcLab, login: Login) -> LabUser:
     """The hub user a successful login made, with an API token of its own."""
     assert login.succeeded, f"login failed: {login.visited} -> {login.callback and login.callback.status_code}"
     session = login.session
+    # A page of the hub (not /hub/, which would start a server) gives the session its _xsrf cookie.
+    session.get(oidc_lab.url + "hub/home", timeout=30).raise_for_status()
     headers = {"X-XSRFToken": session.cookies.get("_xsrf") or ""}
     me = session.get(oidc_lab.url + "hub/api/user", headers=headers, timeout=30)
     me.raise_for_status()
