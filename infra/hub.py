@@ -19,6 +19,7 @@ from infra.hub_config import (
     CONFIG_PATH,
     HUB_API_PORT,
     LDAP_CA_PATH,
+    OIDC_CA_PATH,
     STATE_DIR,
     krb5_conf_host_path,
     render_hub_config,
@@ -42,6 +43,7 @@ def auth_environment(settings: Settings) -> dict[str, str]:
     secrets = {
         "JUVINI_LDAP_SEARCH_PASSWORD": auth.ldap.search_password if auth.type is AuthType.LDAP else None,
         "JUVINI_GITHUB_CLIENT_SECRET": auth.github.client_secret if auth.type is AuthType.GITHUB else None,
+        "JUVINI_OIDC_CLIENT_SECRET": auth.oidc.client_secret if auth.type is AuthType.OIDC else None,
         "JUVINI_DUMMY_PASSWORD": auth.dummy_password if auth.type is AuthType.DUMMY else None,
     }
     return {key: value.get_secret_value() for key, value in secrets.items() if value}
@@ -69,10 +71,12 @@ def hub_mounts(settings: Settings) -> list[docker.ContainerMountArgs]:
 
 
 def hub_uploads(settings: Settings, config_text: str) -> list[docker.ContainerUploadArgs]:
-    """The rendered configuration, and the directory's CA when LDAP login is given one."""
+    """The rendered configuration, and the directory's or the OpenID provider's CA when login is given one."""
     uploads = [docker.ContainerUploadArgs(file=CONFIG_PATH, content=config_text)]
     if settings.auth.type is AuthType.LDAP and settings.auth.ldap.ca_certificate:
         uploads.append(docker.ContainerUploadArgs(file=LDAP_CA_PATH, content=settings.auth.ldap.ca_certificate))
+    if settings.auth.type is AuthType.OIDC and settings.auth.oidc.ca_certificate:
+        uploads.append(docker.ContainerUploadArgs(file=OIDC_CA_PATH, content=settings.auth.oidc.ca_certificate))
     return uploads
 
 

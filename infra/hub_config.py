@@ -14,6 +14,7 @@ HUB_HOME = "/srv/jupyterhub"
 CONFIG_PATH = f"{HUB_HOME}/jupyterhub_config.py"
 STATE_DIR = f"{HUB_HOME}/state"
 LDAP_CA_PATH = f"{HUB_HOME}/ldap-ca.crt"
+OIDC_CA_PATH = f"{HUB_HOME}/oidc-ca.crt"
 KRB5_CONF_NAME = "krb5.conf"
 KRB5_CCACHE_DIR_NAME = "krb5cc"
 HUB_API_PORT = 8081
@@ -62,6 +63,18 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             "client_id": auth.github.client_id,
             "allowed_organizations": sorted(auth.github.allowed_organizations),
             "callback_url": f"{settings.hub_url}hub/oauth_callback",
+        },
+        "oidc": {
+            "issuer": auth.oidc.issuer,
+            "client_id": auth.oidc.client_id,
+            "callback_url": f"{settings.hub_url}hub/oauth_callback",
+            "scopes": list(auth.oidc.scopes),
+            "username_claim": auth.oidc.username_claim,
+            "groups_claim": auth.oidc.groups_claim or "",
+            "allowed_groups": sorted(auth.oidc.allowed_groups),
+            "admin_groups": sorted(auth.oidc.admin_groups),
+            "ca_file": OIDC_CA_PATH if auth.oidc.ca_certificate else "",
+            "login_service": auth.oidc.login_service,
         },
         # One configuration for kinit at login and at spawn (juvini_hub.kerberos.KerberosTickets).
         "kerberos": {

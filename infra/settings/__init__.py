@@ -26,6 +26,7 @@ from infra.settings.auth import (
     LdapSettings,
     LdapTls,
     NativeAuthSettings,
+    OidcSettings,
 )
 from infra.settings.base import (
     NAMESPACE,
@@ -78,6 +79,7 @@ __all__ = [
     "LdapTls",
     "NativeAuthSettings",
     "NetworkSettings",
+    "OidcSettings",
     "PathSettings",
     "Port",
     "PortRange",

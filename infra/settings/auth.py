@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -16,6 +17,7 @@ from infra.settings.base import (
     Section,
     Username,
     explicit,
+    hostname_or_ip,
     is_host_port,
     refuse,
 )
@@ -25,6 +27,7 @@ class AuthType(StrEnum):
     NATIVE = "native"
     LDAP = "ldap"
     GITHUB = "github"
+    OIDC = "oidc"
     DUMMY = "dummy"
 
 
@@ -139,15 +142,121 @@ class GithubAuthSettings(Section):
     allowed_organizations: list[str] = Field(default=[], description="GitHub organizations whose members may log in.")
 
 
+#: A scope value (RFC 6749 section 3.3): printable ASCII without spaces, quotes or backslashes.
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+
+
+class OidcSettings(Section):
+    """OpenID Connect login (OAuthenticator's generic OAuth2 client): Azure AD / Entra ID, Keycloak, ADFS...
+
+    The hub reads the provider's endpoints from ``<issuer>/.well-known/openid-configuration``
+    at the first login after it starts (preview needs no network), so only the issuer is given.
+    """
+
+    issuer: str | None = Field(
+        default=None,
+        description="Issuer URL (https), as the provider's discovery document names it, e.g. "
+        "https://login.example.org/realms/lab (Keycloak) or https://login.microsoftonline.com/{tenant-id}/v2.0.",
+    )
+    client_id: str | None = Field(default=None, description="Client (application) id registered at the provider.")
+    client_secret: SecretStr | None = Field(default=None, description="Client secret. Secret.")
+    scopes: list[str] = Field(
+        default=["openid", "profile", "email"],
+        description="Scopes requested; must hold openid. Add the scope that releases groups if the provider needs "
+        "one (e.g. groups).",
+    )
+    username_claim: str = Field(
+        default="preferred_username",
+        description="Userinfo claim holding the hub username (lower-cased), e.g. preferred_username, email, upn.",
+    )
+    groups_claim: str | None = Field(
+        default=None,
+        description="Userinfo claim holding the user's groups (a list, or one name); when set, they become the "
+        "user's hub groups at each login.",
+    )
+    allowed_groups: list[str] = Field(
+        default=[], description="Groups (from groupsClaim) whose members may log in; empty allows every valid user."
+    )
+    admin_groups: list[str] = Field(
+        default=[], description="Groups (from groupsClaim) whose members are hub admins (and may always log in)."
+    )
+    ca_certificate: str | None = Field(
+        default=None,
+        description="PEM CA certificate that signs the provider's certificate; the hub then trusts only it for the "
+        "provider. Unset: the hub's system trust store (with images.extraCaBundle).",
+    )
+    login_service: str = Field(
+        default="OpenID Connect",
+        min_length=1,
+        max_length=60,
+        description="Name on the login button: 'Sign in with <loginService>'.",
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https":
+            raise ValueError("must be an https:// URL: the hub sends the client secret and reads identities there")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a plain https://host[:port][/path] URL, without query, fragment or login")
+        try:
+            hostname_or_ip(parts.hostname or "")
+            _ = parts.port  # raises on a port that is not a number in 0-65535
+        except ValueError as error:
+            raise ValueError(f"has no valid host and port: {error}") from None
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, scopes: list[str]) -> list[str]:
+        bad = [scope for scope in scopes if not _SCOPE.match(scope)]
+        if bad:
+            raise ValueError(f"{bad} are not scope values (printable characters, no spaces or quotes)")
+        if "openid" not in scopes:
+            raise ValueError("must hold openid: without it the provider does not answer as an OpenID provider")
+        return list(dict.fromkeys(scopes))
+
+    @field_validator("ca_certificate")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None and not PEM_CERT.search(value):
+            raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
+        return value
+
+    def problems(self) -> list[Problem]:
+        """What login with these settings lacks or would ignore (keys relative to ``oidc``)."""
+        problems = [
+            Problem(key, None, "required with auth.type oidc")
+            for key, value in (
+                ("issuer", self.issuer),
+                ("clientId", self.client_id),
+                ("clientSecret", self.client_secret),
+            )
+            if value is None
+        ]
+        if self.groups_claim is None:
+            problems += [
+                Problem(key, value, "needs auth.oidc.groupsClaim, the claim the groups are read from")
+                for key, value in (("allowedGroups", self.allowed_groups), ("adminGroups", self.admin_groups))
+                if value
+            ]
+        return problems
+
+
 class AuthSettings(Section):
     """Who may log in."""
 
     type: AuthType = Field(
-        default=AuthType.NATIVE, description="native, ldap, github or dummy (shared password, for demos only)."
+        default=AuthType.NATIVE,
+        description="native, ldap, github, oidc (OpenID Connect) or dummy (shared password, for demos only).",
     )
     native: NativeAuthSettings = Field(default_factory=NativeAuthSettings, description="Settings for type native.")
     ldap: LdapSettings = Field(default_factory=LdapSettings, description="Settings for type ldap.")
     github: GithubAuthSettings = Field(default_factory=GithubAuthSettings, description="Settings for type github.")
+    oidc: OidcSettings = Field(default_factory=OidcSettings, description="Settings for type oidc.")
     dummy_password: SecretStr | None = Field(default=None, description="type dummy: the shared password. Secret.")
     allowed_users: list[Username] = Field(
         default=[], description="Usernames allowed to log in besides admins (empty: any authenticated user)."
@@ -164,13 +273,20 @@ class AuthSettings(Section):
                 for key, value in (("clientId", self.github.client_id), ("clientSecret", self.github.client_secret))
                 if value is None
             ]
+        if self.type is AuthType.OIDC:
+            problems += [problem._replace(key=f"oidc.{problem.key}") for problem in self.oidc.problems()]
         if self.type is AuthType.DUMMY and (
             self.dummy_password is None or len(self.dummy_password.get_secret_value()) < 8
         ):
             problems.append(Problem("dummyPassword", self.dummy_password, "type dummy needs at least 8 characters"))
         # Settings of an authenticator that is not the chosen one would be silently ignored.
         set_here = explicit(self)
-        owners = {"native.": AuthType.NATIVE, "ldap.": AuthType.LDAP, "github.": AuthType.GITHUB}
+        owners = {
+            "native.": AuthType.NATIVE,
+            "ldap.": AuthType.LDAP,
+            "github.": AuthType.GITHUB,
+            "oidc.": AuthType.OIDC,
+        }
         for key, value in set_here.items():
             owner = next((kind for prefix, kind in owners.items() if key.startswith(prefix)), None)
             if key == "dummyPassword":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from infra.settings.auth import AuthType
 from infra.settings.base import Problem, explicit, memory_bytes, nesting, split_host_port
@@ -176,6 +177,9 @@ def _addresses(settings: Settings) -> dict[str, tuple[str, str]]:
         if settings.kerberos.admin_server:
             found["kerberos.adminServer"] = settings.kerberos.admin_server
     addresses = {key: (value, value) for key, value in found.items()}
+    issuer = settings.auth.oidc.issuer
+    if settings.auth.type is AuthType.OIDC and issuer:
+        addresses["auth.oidc.issuer"] = (issuer, urlsplit(issuer).hostname or "")
     for index, share in enumerate(settings.cifs.shares):
         if share.address:
             addresses[f"cifs.shares[{index}].address"] = (share.address, share.address)

@@ -1,4 +1,5 @@
-"""Peer services for the integration and end-to-end tests: a directory, a KDC, a file server.
+"""Peer services for the integration and end-to-end tests: a directory, a KDC, a file server,
+an OpenID provider.
 
 Each peer is a small container built from ``tests/peers/<name>/Dockerfile`` on the local
 Debian base image (no registry is needed), started on one user-defined Docker network
@@ -11,6 +12,8 @@ peer         alias               service
                                  test CA; simple binds without TLS are refused
 ``kdc``      ``kdc.lab.test``    MIT Kerberos KDC for ``LAB.TEST`` on 88 (TCP, UDP)
 ``samba``    ``smb.lab.test``    Samba on 445: share ``team`` and ``[homes]``
+``oidc``     ``oidc.lab.test``   OpenID provider (oidc-provider) on 8443, HTTPS from a
+                                 test CA; issuer and client from its environment
 ===========  ==================  ==================================================
 
 The accounts and their passwords are TEST-ONLY values read from
@@ -31,6 +34,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import os
@@ -85,6 +89,19 @@ TEAM_FILE = "welcome.txt"
 TEAM_FILE_TEXT = "Welcome to the team share (juvini test peer).\n"
 #: Unix group of the users on the file server (and of the team share).
 LAB_GID = 2100
+
+# --- the OpenID provider --------------------------------------------------------------------
+OIDC_HOSTNAME = f"oidc.{DOMAIN}"
+OIDC_PORT = 8443
+#: The lab's client at the provider; its secret is a public TEST-ONLY value.
+OIDC_CLIENT_ID = "juvini-lab"
+OIDC_CLIENT_SECRET = "Juvini-lab-oidc-secret-0001"
+#: Where the OpenID peer keeps the test CA that signs its server certificate.
+OIDC_CA_IN_CONTAINER = "/etc/oidc-peer/ca.crt"
+#: Its users' group claim, released with the scope of the same name.
+OIDC_GROUPS_CLAIM = "groups"
+#: Extra CAs (e.g. a TLS-inspecting proxy's) for peer builds that download packages.
+EXTRA_CA_DIR = Path(os.environ.get("JUVINI_EXTRA_CA_DIR", "/usr/local/share/ca-certificates"))
 
 
 class PeerError(RuntimeError):
@@ -185,14 +202,19 @@ class PeerSpec:
     ports: tuple[int, ...]
     #: A real request to the service; returns None when it is served, else what went wrong.
     check: Callable[[Peer], str | None]
+    #: Its build downloads from a package registry (npm): it gets this machine's extra CAs.
+    uses_registry: bool = False
 
     @property
     def image(self) -> str:
         return f"juvini-test/peer-{self.name}:{IMAGE_VERSION}"
 
+    #: Another container name than the shared one (a test module running its own peer).
+    container_name_override: str | None = None
+
     @property
     def container_name(self) -> str:
-        return f"juvini-test-peer-{self.name}"
+        return self.container_name_override or f"juvini-test-peer-{self.name}"
 
 
 @dataclass
@@ -310,10 +332,20 @@ def _check_samba(peer: Peer) -> str | None:
     return f"smbclient -L exited {code}: {output.strip()}"
 
 
+def _check_oidc(peer: Peer) -> str | None:
+    # The discovery document over HTTPS, checked against the test CA, naming the issuer the
+    # peer was started with (OIDC_ISSUER in the container's environment).
+    code, output = peer.exec(
+        "node", "/usr/local/lib/peer/ready.mjs", environment={"NODE_EXTRA_CA_CERTS": OIDC_CA_IN_CONTAINER}
+    )
+    return None if code == 0 and "ready: https://" in output else f"ready.mjs exited {code}: {output.strip()}"
+
+
 PEERS: dict[str, PeerSpec] = {
     "slapd": PeerSpec("slapd", LDAP_HOSTNAME, 10, (LDAP_PORT,), _check_slapd),
     "kdc": PeerSpec("kdc", KDC_HOSTNAME, 11, (KDC_PORT,), _check_kdc),
     "samba": PeerSpec("samba", SMB_HOSTNAME, 12, (SMB_PORT,), _check_samba),
+    "oidc": PeerSpec("oidc", OIDC_HOSTNAME, 13, (OIDC_PORT,), _check_oidc, uses_registry=True),
 }
 
 
@@ -332,17 +364,26 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
+def extra_ca_certificates() -> str:
+    """PEM text of this machine's extra CAs (EXTRA_CA_DIR's .crt files; empty when there are none)."""
+    if not EXTRA_CA_DIR.is_dir():
+        return ""
+    return "".join(path.read_text(encoding="utf-8") for path in sorted(EXTRA_CA_DIR.glob("*.crt")))
+
+
 @functools.cache
 def build_peer(name: str) -> str:
     """Build the peer's image (cached by Docker's layer cache); its tag."""
     spec = PEERS[name]
     base = ensure_base_image()
+    registry_args = ["--build-arg", f"EXTRA_CA_CERTS={extra_ca_certificates()}"] if spec.uses_registry else []
     result = subprocess.run(
         [
             DOCKER_CLI,
             "build",
             "--build-arg",
             f"BASE_IMAGE={base}",
+            *registry_args,
             "--label",
             LABEL_FILTER,
             "--tag",
@@ -394,10 +435,25 @@ def ensure_network(client: docker.DockerClient | None = None) -> PeerNetwork:
     raise PeerError(f"could not create the Docker network {NETWORK}")
 
 
-def start_peer(name: str, network: PeerNetwork, client: docker.DockerClient | None = None, timeout: float = 90) -> Peer:
-    """A fresh container of the peer on ``network``, serving when this returns."""
+def start_peer(
+    name: str,
+    network: PeerNetwork,
+    client: docker.DockerClient | None = None,
+    timeout: float = 90,
+    *,
+    environment: dict[str, str] | None = None,
+    container_name: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Peer:
+    """A fresh container of the peer on ``network``, serving when this returns.
+
+    ``environment`` configures peers that take it (the OpenID provider); ``container_name``
+    and ``labels`` replace the shared defaults, for a test module that runs its own peers.
+    """
     client = client or docker_client()
     spec = PEERS[name]
+    if container_name is not None:
+        spec = dataclasses.replace(spec, container_name_override=container_name)
     image = build_peer(name)
     with contextlib.suppress(NotFound):
         client.containers.get(spec.container_name).remove(force=True)
@@ -407,7 +463,8 @@ def start_peer(name: str, network: PeerNetwork, client: docker.DockerClient | No
         image,
         name=spec.container_name,
         hostname=spec.hostname,
-        labels=LABELS | {"org.juvini.role": f"peer-{name}"},
+        environment=environment or {},
+        labels=(labels or LABELS) | {"org.juvini.role": f"peer-{name}"},
         network=network.name,
         networking_config={network.name: endpoint},
         detach=True,
@@ -547,3 +604,49 @@ def stack_ldap_config(ldap_ip: str, ca_pem: str, lookup_dn: bool = True) -> dict
 def stack_kerberos_config(kdc_ip: str, on_failure: str = "warn") -> dict[str, object]:
     """The ``juvini:kerberos`` stack keys (camelCase) for tickets from the kdc peer."""
     return {"enabled": True, "realm": REALM, "kdcs": [kdc_ip], "onFailure": on_failure}
+
+
+def oidc_issuer(ip: str) -> str:
+    """The OpenID peer's issuer at ``ip``: the URL the lab's hub and the tests both reach."""
+    return f"https://{ip}:{OIDC_PORT}"
+
+
+def oidc_environment(ip: str, redirect_uris: list[str], client_secret: str = OIDC_CLIENT_SECRET) -> dict[str, str]:
+    """The OpenID peer's configuration: its issuer at ``ip`` and the lab's client."""
+    return {
+        "OIDC_ISSUER": oidc_issuer(ip),
+        "OIDC_CLIENT_ID": OIDC_CLIENT_ID,
+        "OIDC_CLIENT_SECRET": client_secret,
+        "OIDC_REDIRECT_URIS": " ".join(redirect_uris),
+        "OIDC_PORT": str(OIDC_PORT),
+    }
+
+
+def oidc_ca_certificate(peer: Peer) -> str:
+    """PEM of the test CA that signs the OpenID peer's certificate."""
+    code, output = peer.exec("cat", OIDC_CA_IN_CONTAINER)
+    if code != 0 or "BEGIN CERTIFICATE" not in output:
+        raise PeerError(f"cannot read {OIDC_CA_IN_CONTAINER} from {peer.spec.container_name}: {output}")
+    return output
+
+
+def stack_oidc_config(ip: str, ca_pem: str, client_secret: str = OIDC_CLIENT_SECRET) -> dict[str, object]:
+    """The ``juvini:auth`` stack keys (camelCase) for logging in at the OpenID peer.
+
+    Members of datalab-users or datalab-admins may log in; datalab-admins are hub admins.
+    """
+    return {
+        "type": "oidc",
+        "oidc": {
+            "issuer": oidc_issuer(ip),
+            "clientId": OIDC_CLIENT_ID,
+            "clientSecret": client_secret,
+            "scopes": ["openid", "profile", "email", OIDC_GROUPS_CLAIM],
+            "usernameClaim": "preferred_username",
+            "groupsClaim": OIDC_GROUPS_CLAIM,
+            "allowedGroups": ["datalab-users", "datalab-admins"],
+            "adminGroups": ["datalab-admins"],
+            "caCertificate": ca_pem,
+            "loginService": "Lab test SSO",
+        },
+    }

@@ -80,6 +80,10 @@ def test_hub_mounts_socket_state_and_users_folders_at_their_host_paths() -> None
         ),
         ({"type": "github", "github": {"clientId": "id", "clientSecret": "cs"}}, {"JUVINI_GITHUB_CLIENT_SECRET": "cs"}),
         ({"type": "dummy", "dummyPassword": "shared-pw"}, {"JUVINI_DUMMY_PASSWORD": "shared-pw"}),
+        (
+            {"type": "oidc", "oidc": {"issuer": "https://login.example.org", "clientId": "id", "clientSecret": "ocs"}},
+            {"JUVINI_OIDC_CLIENT_SECRET": "ocs"},
+        ),
     ],
 )
 def test_hub_environment_holds_the_generated_secrets_and_the_authenticators(
@@ -108,3 +112,16 @@ def test_user_servers_delete_script_removes_only_this_stacks_servers() -> None:
     assert "--filter 'label=org.juvini.project=juvini'" in script
     assert "--filter 'label=org.juvini.role=user'" in script
     assert "docker rm --force" in script
+
+
+def test_hub_uploads_the_openid_providers_ca_when_given() -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nOIDC\n-----END CERTIFICATE-----"
+    oidc = {"issuer": "https://login.example.org", "clientId": "id", "clientSecret": "ocs"}
+    assert [u.file for u in hub_uploads(settings(auth={"type": "oidc", "oidc": oidc}), "cfg")] == [
+        "/srv/jupyterhub/jupyterhub_config.py"
+    ]
+    uploads = hub_uploads(settings(auth={"type": "oidc", "oidc": {**oidc, "caCertificate": ca}}), "cfg")
+    assert [(u.file, u.content) for u in uploads] == [
+        ("/srv/jupyterhub/jupyterhub_config.py", "cfg"),
+        ("/srv/jupyterhub/oidc-ca.crt", ca),
+    ]

@@ -31,11 +31,20 @@ from traitlets.config.loader import PyFileConfigLoader
 
 import juvini_hub
 from infra.flavours import BY_NAME as FLAVOURS
-from infra.hub_config import HUB_API_PORT, HUB_HOME, LDAP_CA_PATH, STATE_DIR, krb5_conf_host_path, render_hub_config
+from infra.hub_config import (
+    HUB_API_PORT,
+    HUB_HOME,
+    LDAP_CA_PATH,
+    OIDC_CA_PATH,
+    STATE_DIR,
+    krb5_conf_host_path,
+    render_hub_config,
+)
 from infra.naming import Naming
 from infra.settings import NOTEBOOK_FLAVOURS, LabUserSettings, Settings, memory_bytes, parse_settings
 from infra.shares import volume_name
 from juvini_hub.auth import JuviniLDAPAuthenticator
+from juvini_hub.oidc import JuviniOIDCAuthenticator
 from juvini_hub.spawner import JuviniDockerSpawner
 
 pytestmark = pytest.mark.unit
@@ -47,11 +56,13 @@ PROJECT = "juvini"
 STACK_SEARCH_PASSWORD = "stack-ldap-search-password"
 STACK_GITHUB_SECRET = "stack-github-client-secret"
 STACK_DUMMY_PASSWORD = "stack-dummy-password"
+STACK_OIDC_SECRET = "stack-oidc-client-secret"
 STACK_SHARE_PASSWORD = "stack-share-password"
 SECRET_ENV = {
     "JUVINI_LDAP_SEARCH_PASSWORD": "env-ldap-search-password",
     "JUVINI_GITHUB_CLIENT_SECRET": "env-github-client-secret",
     "JUVINI_DUMMY_PASSWORD": "env-dummy-password",
+    "JUVINI_OIDC_CLIENT_SECRET": "env-oidc-client-secret",
 }
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ29uZmlnVGVzdA==\n-----END CERTIFICATE-----\n"
 
@@ -101,6 +112,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "clientId": "Iv1.0123abcd",
                 "clientSecret": STACK_GITHUB_SECRET,
                 "allowedOrganizations": ["juvini-lab"],
+            },
+        }
+    },
+    "oidc": {
+        "auth": {
+            "type": "oidc",
+            "oidc": {
+                "issuer": "https://login.example.org/realms/lab",
+                "clientId": "juvini-lab",
+                "clientSecret": STACK_OIDC_SECRET,
+            },
+        }
+    },
+    "oidc-groups": {
+        "auth": {
+            "type": "oidc",
+            "oidc": {
+                "issuer": "https://login.example.org/realms/lab",
+                "clientId": "juvini-lab",
+                "clientSecret": STACK_OIDC_SECRET,
+                "scopes": ["openid", "profile", "groups"],
+                "usernameClaim": "email",
+                "groupsClaim": "groups",
+                "allowedGroups": ["datalab-users"],
+                "adminGroups": ["datalab-admins"],
+                "caCertificate": CA_PEM,
+                "loginService": "Example SSO",
             },
         }
     },
@@ -225,6 +263,7 @@ def hub(loaded: Loaded) -> JupyterHub:
         ("ldap-bind", JuviniLDAPAuthenticator),
         ("ldap-lookup", JuviniLDAPAuthenticator),
         ("github", GitHubOAuthenticator),
+        ("oidc", JuviniOIDCAuthenticator),
         ("dummy", DummyAuthenticator),
     ],
 )
@@ -353,6 +392,8 @@ def test_ldap_ca_certificate_is_enforced(load: Load) -> None:
         ),
         ("github", "GitHubOAuthenticator", "client_secret", "JUVINI_GITHUB_CLIENT_SECRET", STACK_GITHUB_SECRET),
         ("dummy", "DummyAuthenticator", "password", "JUVINI_DUMMY_PASSWORD", STACK_DUMMY_PASSWORD),
+        ("oidc", "JuviniOIDCAuthenticator", "client_secret", "JUVINI_OIDC_CLIENT_SECRET", STACK_OIDC_SECRET),
+        ("oidc-groups", "JuviniOIDCAuthenticator", "client_secret", "JUVINI_OIDC_CLIENT_SECRET", STACK_OIDC_SECRET),
     ],
 )
 def test_secret_comes_from_the_environment_not_the_file(
@@ -379,6 +420,49 @@ def test_github_callback_is_under_the_public_url(load: Load) -> None:
 
 def test_github_allowed_organizations(load: Load) -> None:
     assert load(variant="github-orgs").config.GitHubOAuthenticator.allowed_organizations == {"juvini-lab"}
+
+
+def oidc_authenticator(loaded: Loaded) -> JuviniOIDCAuthenticator:
+    """The authenticator as the hub makes it from the loaded file (nothing fetched yet)."""
+    return JuviniOIDCAuthenticator(config=loaded.config)
+
+
+def test_oidc_settings_reach_the_authenticator(load: Load) -> None:
+    loaded = load(variant="oidc")
+    made = oidc_authenticator(loaded)
+    assert made.issuer == "https://login.example.org/realms/lab"
+    assert made.client_id == "juvini-lab"
+    assert made.client_secret == SECRET_ENV["JUVINI_OIDC_CLIENT_SECRET"]
+    assert made.oauth_callback_url == f"{loaded.settings.hub_url}hub/oauth_callback"
+    assert made.scope == ["openid", "profile", "email"]
+    assert made.username_claim == "preferred_username"
+    assert made.login_service == "OpenID Connect"
+    assert made.login_url("/hub/") == "/hub/oauth_login"
+    assert made.enable_auth_state is True
+    assert made.manage_groups is False
+    assert made.allow_all is True
+    assert made.http_request_kwargs == {}, "without a CA the provider is checked against the system trust store"
+    assert made.validate_server_cert is True
+
+
+def test_oidc_groups_allowed_and_admin_groups_and_ca(load: Load) -> None:
+    made = oidc_authenticator(load(variant="oidc-groups"))
+    assert made.manage_groups is True
+    assert made.groups_claim == "groups"
+    assert made.allowed_groups == {"datalab-users"}
+    assert made.admin_groups == {"datalab-admins"}
+    assert made.allow_all is False
+    assert made.scope == ["openid", "profile", "groups"]
+    assert made.username_claim == "email"
+    assert made.login_service == "Example SSO"
+    assert made.http_request_kwargs == {"ca_certs": OIDC_CA_PATH}
+
+
+def test_oidc_allowed_users_restrict_login(load: Load) -> None:
+    raw = {"auth": {**VARIANTS["oidc"]["auth"], "allowedUsers": ["carol"]}}
+    made = oidc_authenticator(load(raw))
+    assert made.allowed_users == {"carol"}
+    assert made.allow_all is False
 
 
 # --- users' servers ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from infra.naming import Naming
 from infra.settings import parse_settings
 from juvini_hub.auth import JuviniLDAPAuthenticator
 from juvini_hub.contract import check_required
+from juvini_hub.oidc import JuviniOIDCAuthenticator
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +41,7 @@ OWNERS = {
     "DummyAuthenticator": "jupyterhub.auth:DummyAuthenticator",
     "JuviniSpawnerMixin": "juvini_hub.spawner:JuviniSpawnerMixin",
     "JuviniLDAPAuthenticator": "juvini_hub.auth:JuviniLDAPAuthenticator",
+    "JuviniOIDCAuthenticator": "juvini_hub.oidc:JuviniOIDCAuthenticator",
     "JuviniDockerSpawner": "juvini_hub.spawner:JuviniDockerSpawner",
     "JuviniSwarmSpawner": "juvini_hub.spawner:JuviniSwarmSpawner",
     "KerberosTickets": "juvini_hub.kerberos:KerberosTickets",
@@ -61,6 +63,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
     },
     "github": {"auth": {"type": "github", "github": {"clientId": "id", "clientSecret": "secret"}}},
+    "oidc": {
+        "auth": {
+            "type": "oidc",
+            "oidc": {
+                "issuer": "https://login.example.org",
+                "clientId": "lab",
+                "clientSecret": "secret",
+                "groupsClaim": "groups",
+                "allowedGroups": ["lab"],
+                "adminGroups": ["admins"],
+                "caCertificate": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----",
+            },
+        }
+    },
     "dummy": {"auth": {"type": "dummy", "dummyPassword": "long-enough"}},
     "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
     "ldap-kerberos": {
@@ -84,7 +100,12 @@ def _owner(section: str) -> type[Configurable]:
 
 
 def _loaded(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
-    for name in ("JUVINI_LDAP_SEARCH_PASSWORD", "JUVINI_GITHUB_CLIENT_SECRET", "JUVINI_DUMMY_PASSWORD"):
+    for name in (
+        "JUVINI_LDAP_SEARCH_PASSWORD",
+        "JUVINI_GITHUB_CLIENT_SECRET",
+        "JUVINI_OIDC_CLIENT_SECRET",
+        "JUVINI_DUMMY_PASSWORD",
+    ):
         monkeypatch.setenv(name, "from-env")
     text = render_hub_config(parse_settings(VARIANTS[variant]), Naming("juvini", "t"), IMAGES)
     (tmp_path / "jupyterhub_config.py").write_text(text, encoding="utf-8")
@@ -113,6 +134,8 @@ def test_every_required_option_is_set(variant: str, tmp_path: Path, monkeypatch:
     made.append(spawner_class(config=config, user=SimpleNamespace(name="alice")))
     if config.JupyterHub.authenticator_class == "juvini_hub.auth.JuviniLDAPAuthenticator":
         made.append(JuviniLDAPAuthenticator(config=config))
+    if config.JupyterHub.authenticator_class == "juvini_hub.oidc.JuviniOIDCAuthenticator":
+        check_required(JuviniOIDCAuthenticator(config=config))
     for instance in made:
         check_required(instance)  # (made already did, at construction)
         assert instance.kerberos.enabled is ("KerberosTickets" in config)

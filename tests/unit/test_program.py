@@ -490,3 +490,39 @@ def test_invalid_configuration_stops_before_any_resource() -> None:
 def test_private_key_mock_is_distinct_per_resource() -> None:
     # Guards the secret checks above: they would pass vacuously if every mock key were equal.
     assert MOCK_PRIVATE_KEY.format(name="a") != MOCK_PRIVATE_KEY.format(name="b")
+
+
+OIDC_SECRET = "oidc-client-secret-value"
+OIDC_CA = "-----BEGIN CERTIFICATE-----\nT0lEQy1DQQ==\n-----END CERTIFICATE-----"
+
+
+@pytest.fixture(scope="module")
+def with_oidc() -> ProgramRun:
+    config = stack_config("prod")
+    config["auth"] = {
+        "type": "oidc",
+        "oidc": {
+            "issuer": "https://login.example.org/realms/lab",
+            "clientId": "juvini-lab",
+            "clientSecret": OIDC_SECRET,
+            "groupsClaim": "groups",
+            "caCertificate": OIDC_CA,
+        },
+    }
+    config["host"]["sshPrivateKey"] = PROD_SECRETS["sshPrivateKey"]
+    return run_program(config, secret_keys=["auth", "host"], stack="prod")
+
+
+def test_oidc_client_secret_reaches_the_hub_only_as_a_secret_env(with_oidc: ProgramRun) -> None:
+    hub = with_oidc.named("juvini-prod-hub-hub")
+    entries = [entry for entry in hub.inputs["envs"] if entry.startswith("JUVINI_OIDC_CLIENT_SECRET=")]
+    assert entries == [f"JUVINI_OIDC_CLIENT_SECRET={OIDC_SECRET}"], hub
+    assert "envs" in hub.secret_inputs, hub
+    config, ca = hub.inputs["uploads"]
+    assert "juvini_hub.oidc.JuviniOIDCAuthenticator" in config["content"], hub
+    assert OIDC_SECRET not in config["content"], hub
+    assert (ca["file"], ca["content"]) == ("/srv/jupyterhub/oidc-ca.crt", OIDC_CA), hub
+    for registration in with_oidc.registrations:
+        plain = {key: value for key, value in registration.inputs.items() if key not in registration.secret_inputs}
+        assert OIDC_SECRET not in repr(plain), f"{registration} holds the client secret in plain inputs"
+    assert OIDC_SECRET not in repr(with_oidc.outputs)

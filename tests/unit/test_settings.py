@@ -31,6 +31,7 @@ from infra.settings import (
     LdapSettings,
     LdapTls,
     NativeAuthSettings,
+    OidcSettings,
     PortRange,
     Section,
     Settings,
@@ -785,7 +786,7 @@ INVALID = [
     # auth
     pytest.param(
         {"auth": {"type": "saml"}},
-        bad("auth.type", "'saml'", "'native', 'ldap', 'github' or 'dummy'"),
+        bad("auth.type", "'saml'", "'native', 'ldap', 'github', 'oidc' or 'dummy'"),
         id="unknown-auth-type",
     ),
     pytest.param(
@@ -1159,12 +1160,32 @@ AUTHENTICATOR_SETTINGS: dict[AuthType, tuple[str, type[BaseModel], dict[str, Any
         GithubAuthSettings,
         {"clientId": "Iv1.abc", "clientSecret": "github-secret-1", "allowedOrganizations": ["lab"]},
     ),
+    AuthType.OIDC: (
+        "oidc",
+        OidcSettings,
+        {
+            "issuer": "https://login.example.org/realms/lab",
+            "clientId": "juvini-lab",
+            "clientSecret": "oidc-secret-1",
+            "scopes": ["openid", "groups"],
+            "usernameClaim": "email",
+            "groupsClaim": "groups",
+            "allowedGroups": ["lab"],
+            "adminGroups": ["admins"],
+            "caCertificate": CERT,
+            "loginService": "Example SSO",
+        },
+    ),
 }
 #: The smallest valid ``auth`` section of each type.
 LOGIN: dict[AuthType, dict[str, Any]] = {
     AuthType.NATIVE: {"type": "native"},
     AuthType.LDAP: LDAP_LOGIN,
     AuthType.GITHUB: {"type": "github", "github": GITHUB},
+    AuthType.OIDC: {
+        "type": "oidc",
+        "oidc": {"issuer": "https://login.example.org", "clientId": "juvini-lab", "clientSecret": "oidc-secret-1"},
+    },
     AuthType.DUMMY: {"type": "dummy", "dummyPassword": "long-enough"},
 }
 
@@ -1387,6 +1408,12 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "auth.github.clientSecret": {
         "auth": {"type": "github", "github": {"clientId": "Iv1.abc", "clientSecret": "github-secret-1"}}
     },
+    "auth.oidc.clientSecret": {
+        "auth": {
+            "type": "oidc",
+            "oidc": {"issuer": "https://login.example.org", "clientId": "lab", "clientSecret": "oidc-secret-1"},
+        }
+    },
     "auth.dummyPassword": {"auth": {"type": "dummy", "dummyPassword": "dummy-password-1"}},
     "cifs.shares[].password": {
         "cifs": {"shares": [{"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "cifs-pw-1"}]}
@@ -1499,6 +1526,11 @@ REFUSED_SECRETS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "auth.github.clientSecret",
         "gh-secret-1",
         {"auth": {"github": {"clientSecret": "gh-secret-1"}}},
+    ),
+    "auth.oidc.clientSecret": (
+        "auth.oidc.clientSecret",
+        "oidc-secret-1",
+        {"auth": {"oidc": {"clientSecret": "oidc-secret-1"}}},
     ),
     "auth.dummyPassword": ("auth.dummyPassword", "dummy-pw-1", {"auth": {"dummyPassword": "dummy-pw-1"}}),
     "cifs.shares[].password": (
@@ -1641,3 +1673,183 @@ def test_load_settings_reads_the_process_wide_config_env(
     stack_config({})
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"juvini:labUser": json.dumps({"uid": 4000}), "docker:host": "x"}))
     assert load_settings().lab_user.uid == 4000
+
+
+# --- OpenID Connect login -------------------------------------------------------------
+
+OIDC = {"issuer": "https://login.example.org/realms/lab", "clientId": "juvini-lab", "clientSecret": "oidc-s3cr3t"}
+OIDC_LOGIN: dict[str, Any] = {"type": "oidc", "oidc": OIDC}
+
+
+def test_oidc_login_defaults() -> None:
+    settings = parse_settings({"auth": OIDC_LOGIN}, {"auth"})
+    oidc = settings.auth.oidc
+    assert settings.auth.type is AuthType.OIDC
+    assert (oidc.issuer, oidc.client_id) == ("https://login.example.org/realms/lab", "juvini-lab")
+    assert oidc.client_secret is not None and oidc.client_secret.get_secret_value() == "oidc-s3cr3t"
+    assert oidc.scopes == ["openid", "profile", "email"]
+    assert oidc.username_claim == "preferred_username"
+    assert oidc.groups_claim is None
+    assert (oidc.allowed_groups, oidc.admin_groups) == ([], [])
+    assert oidc.ca_certificate is None
+    assert oidc.login_service == "OpenID Connect"
+
+
+def test_oidc_login_with_groups_and_a_ca() -> None:
+    raw = {
+        "auth": {
+            "type": "oidc",
+            "oidc": {
+                **OIDC,
+                "scopes": ["openid", "profile", "groups", "openid"],
+                "usernameClaim": "upn",
+                "groupsClaim": "https://example.org/claims/groups",
+                "allowedGroups": ["datalab-users"],
+                "adminGroups": ["datalab-admins"],
+                "caCertificate": CERT,
+                "loginService": "Example SSO",
+            },
+        }
+    }
+    oidc = parse_settings(raw, {"auth"}).auth.oidc
+    assert oidc.scopes == ["openid", "profile", "groups"], "a scope asked twice is asked once"
+    assert oidc.username_claim == "upn"
+    assert oidc.groups_claim == "https://example.org/claims/groups"
+    assert (oidc.allowed_groups, oidc.admin_groups) == (["datalab-users"], ["datalab-admins"])
+    assert oidc.ca_certificate == CERT.strip()
+    assert oidc.login_service == "Example SSO"
+
+
+def test_oidc_issuer_keeps_its_path_and_port() -> None:
+    issuer = "https://[2001:db8::5]:8443/adfs"
+    settings = parse_settings({"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": issuer}}})
+    assert settings.auth.oidc.issuer == issuer
+
+
+def test_oidc_section_is_nested_under_auth() -> None:
+    assert "oidc" in NESTED_SECTIONS["auth"]
+    assert _section(Settings.model_fields["auth"].annotation).model_fields["oidc"].annotation is OidcSettings
+
+
+OIDC_INVALID = [
+    pytest.param(
+        {"auth": {"type": "oidc"}}, bad("auth.oidc.issuer", "(unset)", "required with auth.type oidc"), id="no-issuer"
+    ),
+    pytest.param(
+        {"auth": {"type": "oidc", "oidc": {"issuer": OIDC["issuer"]}}},
+        bad("auth.oidc.clientId", "(unset)", "required with auth.type oidc"),
+        id="no-client-id",
+    ),
+    pytest.param(
+        {"auth": {"type": "oidc", "oidc": {"issuer": OIDC["issuer"], "clientId": "lab"}}},
+        bad("auth.oidc.clientSecret", "(unset)", "required with auth.type oidc"),
+        id="no-client-secret",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "http://login.example.org"}}},
+        bad("auth.oidc.issuer", "'http://login.example.org'", "must be an https:// URL"),
+        id="plain-http-issuer",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "login.example.org"}}},
+        bad("auth.oidc.issuer", "'login.example.org'", "must be an https:// URL"),
+        id="issuer-without-scheme",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "https://login.example.org/?tenant=lab"}}},
+        bad("auth.oidc.issuer", "'https://login.example.org/?tenant=lab'", "without query, fragment or login"),
+        id="issuer-with-query",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "https://admin:pw@login.example.org"}}},
+        bad("auth.oidc.issuer", "'https://admin:pw@login.example.org'", "without query, fragment or login"),
+        id="issuer-with-login",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "https://login_example/"}}},
+        bad("auth.oidc.issuer", "'https://login_example/'", "has no valid host and port"),
+        id="issuer-with-a-bad-host",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "https://login.example.org:99999"}}},
+        bad("auth.oidc.issuer", "'https://login.example.org:99999'", "has no valid host and port"),
+        id="issuer-with-a-bad-port",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "scopes": ["profile", "email"]}}},
+        bad("auth.oidc.scopes", '["profile", "email"]', "must hold openid"),
+        id="scopes-without-openid",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "scopes": ["openid", "read write"]}}},
+        bad("auth.oidc.scopes", '["openid", "read write"]', "are not scope values"),
+        id="scope-with-a-space",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "allowedGroups": ["datalab-users"]}}},
+        bad("auth.oidc.allowedGroups", '["datalab-users"]', "needs auth.oidc.groupsClaim"),
+        id="allowed-groups-without-groups-claim",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "adminGroups": ["datalab-admins"]}}},
+        bad("auth.oidc.adminGroups", '["datalab-admins"]', "needs auth.oidc.groupsClaim"),
+        id="admin-groups-without-groups-claim",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "caCertificate": "not a certificate"}}},
+        bad("auth.oidc.caCertificate", "'not a certificate'", "must be a PEM certificate"),
+        id="ca-not-pem",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "oidc": {**OIDC, "loginService": " "}}},
+        bad("auth.oidc.loginService", "' '", "at least 1 character"),
+        id="empty-login-service",
+    ),
+    # one authenticator's settings while another is chosen
+    pytest.param(
+        {"auth": {**LDAP_LOGIN, "oidc": {"issuer": OIDC["issuer"]}}},
+        bad("auth.oidc.issuer", repr(OIDC["issuer"]), "only with auth.type oidc; auth.type is 'ldap'"),
+        id="oidc-issuer-with-ldap-login",
+    ),
+    pytest.param(
+        {"auth": {"oidc": {"clientSecret": "oidc-s3cr3t"}}},
+        bad("auth.oidc.clientSecret", "'**********'", "only with auth.type oidc; auth.type is 'native'"),
+        id="oidc-secret-with-native-login",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "ldap": LDAP_SERVER}},
+        bad("auth.ldap.serverAddress", "'ldap.example.org'", "only with auth.type ldap; auth.type is 'oidc'"),
+        id="ldap-setting-with-oidc-login",
+    ),
+    pytest.param(
+        {"auth": {**OIDC_LOGIN, "github": {"clientId": "Iv1.abc"}}},
+        bad("auth.github.clientId", "'Iv1.abc'", "only with auth.type github; auth.type is 'oidc'"),
+        id="github-setting-with-oidc-login",
+    ),
+    # across sections
+    pytest.param(
+        {"auth": OIDC_LOGIN, "kerberos": KERBEROS},
+        bad("kerberos.enabled", "true", "which only auth.type ldap keeps; auth.type is 'oidc'"),
+        id="kerberos-with-oidc-login",
+    ),
+    pytest.param(
+        {
+            "network": {"hubSubnet": "10.9.0.0/24"},
+            "auth": {**OIDC_LOGIN, "oidc": {**OIDC, "issuer": "https://10.9.0.7"}},
+        },
+        bad("auth.oidc.issuer", "'https://10.9.0.7'", "lies inside network.hubSubnet 10.9.0.0/24"),
+        id="issuer-inside-hub-subnet",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "pattern"), OIDC_INVALID)
+def test_invalid_oidc_configuration_names_key_value_and_what_is_allowed(raw: dict[str, Any], pattern: str) -> None:
+    error = rejected(raw)
+    assert matching(error.problems, pattern), f"no problem matches {pattern!r} in {error.problems}"
+    assert "oidc-s3cr3t" not in str(error)
+
+
+def test_each_missing_oidc_key_is_named() -> None:
+    error = rejected({"auth": {"type": "oidc", "oidc": {"issuer": OIDC["issuer"]}}})
+    assert [problem.split(":")[1] for problem in error.problems] == ["auth.oidc.clientId", "auth.oidc.clientSecret"]
