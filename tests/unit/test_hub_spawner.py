@@ -177,12 +177,34 @@ BASE_IMAGE = "juvini-t-notebook-base:1"
 PICKS = {"Base": BASE_IMAGE, "PySpark": SPARK_IMAGE}
 
 
+def implicit_profile(slug: str, image: str) -> dict[str, Any]:
+    """A profile as the rendered config lists it for a stack without profiles: one image, the global limits."""
+    return {
+        "slug": slug,
+        "display_name": f"{slug.title()} image",
+        "description": f"The {slug} image.",
+        "image": image,
+        "image_name": next(name for name, reference in PICKS.items() if reference == image),
+        "cpu_limit": 2.0,
+        "mem_limit": 4 * 1024**3,
+        "environment": {},
+        "gpu": None,
+        "groups": [],
+        "users": [],
+    }
+
+
 def spawner_config(users_dir: Path, drivers: str, blocks: str) -> Config:
     """The options the rendered config sets for a JuviniDockerSpawner (the Spark image by default)."""
     config = Config()
     config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
     config.JuviniSpawnerMixin.lab_uid = 2100
     config.JuviniSpawnerMixin.lab_gid = 2100
+    config.JuviniSpawnerMixin.profiles = [
+        implicit_profile("pyspark", SPARK_IMAGE),
+        implicit_profile("base", BASE_IMAGE),
+    ]
+    config.JuviniSpawnerMixin.group_folders = []
     config.DockerSpawner.allowed_images = PICKS
     config.DockerSpawner.image = SPARK_IMAGE
     config.DockerSpawner.pull_policy = "never"
@@ -336,8 +358,10 @@ def test_a_spawner_without_the_lab_facts_fails_naming_the_missing_options() -> N
         JuviniDockerSpawner(config=Config(), user=make_user("alice"))
     message = str(missing.value)
     for option in (
+        "c.JuviniSpawnerMixin.group_folders",
         "c.JuviniSpawnerMixin.lab_gid",
         "c.JuviniSpawnerMixin.lab_uid",
+        "c.JuviniSpawnerMixin.profiles",
         "c.JuviniSpawnerMixin.user_folder",
         "c.JuviniDockerSpawner.cifs_user_shares",
         "c.JuviniDockerSpawner.spark_block_manager_ports",
@@ -1257,6 +1281,8 @@ def swarm_spawner(users_dir: Path) -> JuviniSwarmSpawner:
     config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
     config.JuviniSpawnerMixin.lab_uid = 2100
     config.JuviniSpawnerMixin.lab_gid = 2100
+    config.JuviniSpawnerMixin.profiles = [implicit_profile("base", BASE_IMAGE)]
+    config.JuviniSpawnerMixin.group_folders = []
     config.SwarmSpawner.network_name = "juvini-t-users-net"
     config.SwarmSpawner.use_internal_ip = True
     config.DockerSpawner.image = BASE_IMAGE

@@ -1152,6 +1152,8 @@ AUTHENTICATOR_SETTINGS: dict[AuthType, tuple[str, type[BaseModel], dict[str, Any
             "userAttribute": "sAMAccountName",
             "allowedGroups": ["cn=lab,dc=example,dc=org"],
             "adminGroups": ["cn=admins,dc=example,dc=org"],
+            "groupSearchBase": "ou=groups,dc=example,dc=org",
+            "groupNameAttribute": "cn",
         },
     ),
     AuthType.GITHUB: (
