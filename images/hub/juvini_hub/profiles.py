@@ -196,17 +196,19 @@ def options_form(allowed: list[Profile], chosen: str | None = None) -> str:
             else ""
         )
         cards.append(
-            f'<div class="form-check card card-body mb-2 juvini-profile">\n'
-            f'  <input class="form-check-input" type="radio" name="profile" id="profile-{slug}" value="{slug}"'
-            f' aria-describedby="profile-{slug}-details"{checked}>\n'
-            f'  <label class="form-check-label w-100" for="profile-{slug}">\n'
-            f'    <strong class="juvini-profile-name">{html.escape(profile.display_name)}</strong>\n'
-            f'    <span id="profile-{slug}-details">\n'
-            f"      {description}\n"
-            f'      <small class="text-muted juvini-profile-resources">{html.escape(profile.resources())}; '
+            f'<div class="card mb-2 juvini-profile">\n'
+            f'  <div class="card-body d-flex gap-3 align-items-start">\n'
+            f'    <input class="form-check-input mt-1 flex-shrink-0" type="radio" name="profile" id="profile-{slug}"'
+            f' value="{slug}" aria-describedby="profile-{slug}-details"{checked}>\n'
+            f'    <label class="form-check-label flex-grow-1" for="profile-{slug}">\n'
+            f'      <strong class="juvini-profile-name">{html.escape(profile.display_name)}</strong>\n'
+            f'      <span class="d-block" id="profile-{slug}-details">\n'
+            f"        {description}\n"
+            f'        <small class="text-muted juvini-profile-resources">{html.escape(profile.resources())}; '
             f"image: {html.escape(profile.image_name)}</small>\n"
-            f"    </span>\n"
-            f"  </label>\n"
+            f"      </span>\n"
+            f"    </label>\n"
+            f"  </div>\n"
             f"</div>"
         )
     return (
