@@ -411,11 +411,12 @@ def test_directory_groups_become_hub_groups_and_a_removed_membership_goes_at_the
     assert hub_groups_after_login(auth, hub_user["alice"], ALICE.password) == ["datalab-users"]
     assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins", "datalab-users"]
     with directory_admin(ldap_ip, ca_file) as admin:
-        assert admin.modify(ADMINS_GROUP_DN, {"member": [(ldap3.MODIFY_DELETE, [BOB.dn])]}), admin.result
+        # bob stays in the lab (admins may always log in) without the users' group (alice keeps it non-empty).
+        assert admin.modify(USERS_GROUP_DN, {"member": [(ldap3.MODIFY_DELETE, [BOB.dn])]}), admin.result
         try:
-            assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-users"]
+            assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins"]
         finally:
-            assert admin.modify(ADMINS_GROUP_DN, {"member": [(ldap3.MODIFY_ADD, [BOB.dn])]}), admin.result
+            assert admin.modify(USERS_GROUP_DN, {"member": [(ldap3.MODIFY_ADD, [BOB.dn])]}), admin.result
     assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins", "datalab-users"]
     # In no group: none, even if the hub held some from before (carol is refused at the gate, not here).
     hub_user["carol"].sync_groups(["datalab-users"])
