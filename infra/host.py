@@ -55,15 +55,35 @@ def lab_user_scripts(settings: Settings) -> tuple[str, str]:
     return render("host-lab-user.sh.j2", **values), render("host-lab-user-delete.sh.j2", **values)
 
 
+def group_folders(settings: Settings) -> list[str]:
+    """The host path of each group folder (folders.groups under paths.groupsDir)."""
+    root = settings.paths.groups_dir
+    return [f"{root}/{group}" for group in settings.folders.groups] if root else []
+
+
 def folder_scripts(settings: Settings) -> tuple[str, str]:
     """The (create, delete) scripts for the lab's folders."""
+    paths = settings.paths
+    # Users' data: kept on destroy unless the stack allows removing it.
+    user_data = [
+        paths.shared_dir,
+        paths.users_dir,
+        *([paths.groups_dir] if paths.groups_dir else []),
+        paths.hub_state_dir,
+    ]
     values = {
         "uid": settings.lab_user.uid,
         "gid": settings.lab_user.gid,
-        "shared_dir": settings.paths.shared_dir,
-        "tls_dir": settings.paths.tls_dir,
-        "users_dir": settings.paths.users_dir,
-        "hub_state_dir": settings.paths.hub_state_dir,
+        "shared_dir": paths.shared_dir,
+        "tls_dir": paths.tls_dir,
+        "users_dir": paths.users_dir,
+        "hub_state_dir": paths.hub_state_dir,
+        "groups_dir": paths.groups_dir,
+        "group_folders": group_folders(settings),
+        "data_dir": paths.data_dir,
+        "listed": [paths.shared_dir, paths.tls_dir, paths.users_dir, paths.hub_state_dir, *group_folders(settings)]
+        + ([paths.data_dir] if paths.data_dir else []),
+        "user_data": user_data,
         "allow_data_removal": settings.allow_data_removal,
     }
     return render("host-folders.sh.j2", **values), render("host-folders-delete.sh.j2", **values)

@@ -6,7 +6,7 @@ from typing import Any
 
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.naming import Naming
-from infra.settings import SHARED_MOUNT, Settings, memory_bytes
+from infra.settings import DATA_MOUNT, GROUPS_MOUNT, SHARED_MOUNT, ProfileSettings, Settings, memory_bytes
 from infra.shares import share_bind, user_share_config, volume_name
 
 #: Where things live inside the hub container.
@@ -43,6 +43,9 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         # Users may `pip install --user`; it lands in their persistent home.
         "PIP_USER": "1",
     } | settings.spawner.environment
+    data_folder = (
+        {settings.paths.data_dir: {"bind": f"{home}/{DATA_MOUNT}", "mode": "ro"}} if settings.paths.data_dir else {}
+    )
     return {
         "stack_prefix": naming.prefix,
         "public_url": settings.hub_url,
@@ -102,7 +105,14 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             user_folder: home,
             settings.paths.shared_dir: f"{home}/{SHARED_MOUNT}",
         }
+        | data_folder
         | {volume_name(naming, share): share_bind(share, home) for share in team_shares},
+        "profiles": [profile_config(profile, notebook_images) for profile in settings.spawn_profiles],
+        # Mounted by the spawner into the servers of the group's members only.
+        "group_folders": [
+            {"group": group, "path": f"{settings.paths.groups_dir}/{group}", "bind": f"{home}/{GROUPS_MOUNT}/{group}"}
+            for group in settings.folders.groups
+        ],
         "user_shares": [user_share_config(share, uid, gid, home) for share in user_shares],
         "user_share_labels": naming.labels("user-share"),
         # Per-user shares need the login password (kept encrypted in the auth state) at spawn.
@@ -129,6 +139,26 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "lab_gid": gid,
         "idle_timeout": settings.spawner.idle_timeout,
         "cull_every": settings.spawner.cull_every,
+    }
+
+
+def profile_config(profile: ProfileSettings, notebook_images: dict[str, str]) -> dict[str, Any]:
+    """A profile as juvini_hub.profiles reads it: the image by its reference, memory in bytes."""
+    if profile.cpu_limit is None or profile.mem_limit is None:
+        raise ValueError(f"profile {profile.slug!r} has no limits: pass Settings.spawn_profiles, which fills them in")
+    gpu = profile.gpu
+    return {
+        "slug": profile.slug,
+        "display_name": profile.display_name,
+        "description": profile.description,
+        "image": notebook_images[profile.image],
+        "image_name": FLAVOURS[profile.image].display_name,
+        "cpu_limit": profile.cpu_limit,
+        "mem_limit": memory_bytes(profile.mem_limit),
+        "environment": dict(profile.environment),
+        "gpu": {"count": gpu.count, "device_ids": list(gpu.device_ids)} if gpu.requested else None,
+        "groups": list(profile.groups),
+        "users": list(profile.users),
     }
 
 

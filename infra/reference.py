@@ -43,6 +43,11 @@ def _is_section(annotation: Any) -> typing.TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not PortRange
 
 
+def _list_item(annotation: Any) -> Any:
+    """The item type of a list annotation; None for anything else."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+
+
 def _default(field: Any) -> Any:
     if field.is_required():
         return REQUIRED
@@ -92,7 +97,7 @@ def pulumi_yaml_config() -> dict[str, Any]:
     """Pulumi.yaml's ``config:`` block: every top-level key with description and default.
 
     Sections are objects, which Pulumi's project schema cannot type, so they are declared
-    untyped with an empty default: their defaults stay in the model alone.
+    untyped with an empty default (lists of objects likewise): their defaults stay in the model alone.
     """
     block: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
@@ -103,6 +108,8 @@ def pulumi_yaml_config() -> dict[str, Any]:
             description += " Secret keys (set with --secret --path): " + ", ".join(secrets) + "."
         if _is_section(field.annotation):
             block[key] = {"description": description, "default": {}}
+        elif _is_section(_list_item(field.annotation)):
+            block[key] = {"description": description, "default": []}  # a list of objects: untyped too
         else:
             kind = {"boolean": "boolean", "integer": "integer"}.get(_type_name(field.annotation), "string")
             block[key] = {"type": kind, "description": description, "default": _default(field)}
@@ -116,7 +123,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]
         if _is_section(field.annotation):
             rows.extend(_rows(field.annotation, f"{key}."))
             continue
-        item = typing.get_args(field.annotation)[0] if typing.get_origin(field.annotation) is list else None
+        item = _list_item(field.annotation)
         if _is_section(item):
             rows.append((f"`{NAMESPACE}:{key}`", "list of objects", "`[]`", field.description or ""))
             rows.extend(_rows(item, f"{key}[]."))

@@ -6,7 +6,7 @@ and every problem is reported together: each message names the key, the bad valu
 what is allowed.
 
 - ``base``: the section base, constrained types, problems and how they are reported;
-- ``host``, ``tls``, ``images``, ``hub``, ``auth``, ``cifs``: the sections, by group;
+- ``host``, ``tls``, ``images``, ``hub``, ``auth``, ``cifs``, ``profiles``: the sections, by group;
 - ``model``: the root :class:`Settings`; ``checks``: contradictions across its sections;
 - ``loading``: reading the stack and the files it names (``load_settings``, ``parse_settings``).
 
@@ -42,17 +42,29 @@ from infra.settings.base import (
     memory_bytes,
 )
 from infra.settings.cifs import SHARED_MOUNT, CifsSettings, CifsShare
-from infra.settings.host import HostSettings, LabUserSettings, NetworkSettings, PathSettings, SwarmSettings
+from infra.settings.host import (
+    DATA_MOUNT,
+    GROUPS_MOUNT,
+    FolderSettings,
+    HostSettings,
+    LabUserSettings,
+    NetworkSettings,
+    PathSettings,
+    SwarmSettings,
+)
 from infra.settings.hub import LAB_ENVIRONMENT, LAB_ENVIRONMENT_PREFIXES, HubSettings, SparkSettings, SpawnerSettings
 from infra.settings.images import MAX_CA_BUNDLE_BYTES, ImageReference, ImageSettings
 from infra.settings.loading import SECRET_KEYS, load_settings, parse_settings
 from infra.settings.model import Settings
+from infra.settings.profiles import GpuRequest, ProfileSettings
 from infra.settings.tls import TlsMode, TlsSettings
 
 #: Notebook image flavours built from ``images/``; users pick among the allowed ones at spawn.
 NOTEBOOK_FLAVOURS: tuple[str, ...] = flavours.NAMES
 
 __all__ = [
+    "DATA_MOUNT",
+    "GROUPS_MOUNT",
     "LAB_ENVIRONMENT",
     "LAB_ENVIRONMENT_PREFIXES",
     "MAX_CA_BUNDLE_BYTES",
@@ -67,7 +79,9 @@ __all__ = [
     "CifsShare",
     "ConfigError",
     "DockerMemory",
+    "FolderSettings",
     "GithubAuthSettings",
+    "GpuRequest",
     "HostSettings",
     "HostnameOrIp",
     "HubSettings",
@@ -84,6 +98,7 @@ __all__ = [
     "Port",
     "PortRange",
     "Problem",
+    "ProfileSettings",
     "Section",
     "Settings",
     "SparkSettings",

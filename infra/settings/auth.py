@@ -80,6 +80,14 @@ class LdapSettings(Section):
     admin_groups: list[str] = Field(
         default=[], description="Group DNs whose members are hub admins (and may always log in)."
     )
+    group_search_base: str | None = Field(
+        default=None,
+        description="Search base of groups, e.g. ou=groups,dc=example,dc=org: the user's groups there become "
+        "their hub groups at each login (for profiles and folders). Unset: hub groups are left alone.",
+    )
+    group_name_attribute: str = Field(
+        default="cn", pattern=r"^[A-Za-z][A-Za-z0-9-]*$", description="Attribute of a group entry naming its hub group."
+    )
 
     @field_validator("ca_certificate")
     @classmethod

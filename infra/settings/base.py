@@ -294,7 +294,8 @@ def format_error(error: Any, root: type[BaseModel], shown: dict[str, Any]) -> li
     if model is not None and issubclass(model, Section) and isinstance(error.get("input"), dict):
         # A whole section failed a check across its keys: the message names them.
         return [f"{where}: {message}"]
-    value = shown.get(key, error.get("input"))
+    # A missing key's "input" is the object that lacks it: show the key as unset instead.
+    value = None if error["type"] == "missing" else shown.get(key, error.get("input"))
     if "SecretStr" in str(annotation):
         value = SecretStr("")
     return [f"{where}: {describe(value)} is not allowed: {message}"]

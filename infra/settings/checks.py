@@ -11,8 +11,10 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from infra import flavours
 from infra.settings.auth import AuthType
 from infra.settings.base import Problem, explicit, memory_bytes, nesting, split_host_port
+from infra.settings.host import DATA_MOUNT, GROUPS_MOUNT
 from infra.settings.tls import TlsMode
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ def contradictions(settings: Settings) -> list[Problem]:
         *_docker_socket(settings),
         *_spark_reachable(settings),
         *_outside_lab_networks(settings),
+        *_profiles(settings),
+        *_folders(settings),
     ]
 
 
@@ -215,4 +219,77 @@ def _outside_lab_networks(settings: Settings) -> list[Problem]:
             for subnet_key, subnet in subnets.items()
             if ip in subnet
         ]
+    return problems
+
+
+def _profiles(settings: Settings) -> list[Problem]:
+    """Profiles name images the stack builds, leave Spark's driver room, ask GPUs of one host only."""
+    problems = []
+    allowed = settings.spawner.allowed_images
+    slugs: dict[str, int] = {}
+    for index, profile in enumerate(settings.profiles):
+        key = f"profiles[{index}]"
+        if profile.slug in slugs:
+            problems.append(
+                Problem(f"{key}.slug", profile.slug, f"must differ from profiles[{slugs[profile.slug]}].slug")
+            )
+        slugs.setdefault(profile.slug, index)
+        if profile.image not in allowed:
+            problems.append(
+                Problem(
+                    f"{key}.image",
+                    profile.image,
+                    f"must be one of spawner.allowedImages {list(allowed)}: the images the stack builds",
+                )
+            )
+        driver, limit = settings.spark.driver_memory, profile.mem_limit or settings.spawner.mem_limit
+        if flavours.BY_NAME[profile.image].spark and memory_bytes(driver) >= memory_bytes(limit):
+            problems.append(
+                Problem(
+                    f"{key}.memLimit",
+                    limit,
+                    f"must be above spark.driverMemory {driver}: the driver runs in the server of this Spark image",
+                )
+            )
+        if profile.gpu.requested and settings.swarm.enabled:
+            problems.append(
+                Problem(
+                    f"{key}.gpu",
+                    profile.gpu.model_dump(by_alias=True),
+                    "not with swarm.enabled: Swarm services take no Docker device requests; "
+                    "only the single-host spawner hands out GPUs",
+                )
+            )
+    return problems
+
+
+def _folders(settings: Settings) -> list[Problem]:
+    """Group folders need their root; users' shares must not hide the folders' mount points."""
+    paths, groups = settings.paths, settings.folders.groups
+    problems = []
+    if groups and paths.groups_dir is None:
+        problems.append(
+            Problem("paths.groupsDir", None, f"required with folders.groups {groups}: the group folders' root")
+        )
+    if paths.groups_dir is not None and not groups:
+        problems.append(
+            Problem("paths.groupsDir", paths.groups_dir, "only with folders.groups: no group has a folder without them")
+        )
+    mounts = {}
+    if groups:
+        mounts[GROUPS_MOUNT] = "the group folders' mount point"
+    if paths.data_dir is not None:
+        mounts[DATA_MOUNT] = "the data folder's mount point"
+    for index, share in enumerate(settings.cifs.shares):
+        value = share.mount_path if share.mount_path is not None else share.name
+        for mount, what in mounts.items():
+            relation = nesting(PurePosixPath(share.folder), PurePosixPath(mount))
+            if relation:
+                problems.append(
+                    Problem(
+                        f"cifs.shares[{index}].{share.folder_key}",
+                        value,
+                        f"{relation} {what} ~/{mount}; pick another folder",
+                    )
+                )
     return problems

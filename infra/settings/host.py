@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import PurePosixPath
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra.settings.base import (
@@ -125,10 +126,25 @@ class PathSettings(Section):
     hub_state_dir: AbsolutePath = Field(
         default="/srv/juvini/hub", description="Hub state: user database and runtime files."
     )
+    groups_dir: AbsolutePath | None = Field(
+        default=None,
+        description="Root of the group folders (one sub-folder per group of folders.groups, setgid, "
+        "group-writable), each mounted at ~/shared-groups/<group> in its members' servers only. "
+        "Required with folders.groups.",
+    )
+    data_dir: AbsolutePath | None = Field(
+        default=None,
+        description="Read-only data folder mounted at ~/data in every server; made root-owned 0755 when "
+        "missing, left as it is when it exists. None when unset.",
+    )
 
     def folders(self) -> dict[str, PurePosixPath]:
-        """Every lab folder by its key (``paths.usersDir``)."""
-        return {f"paths.{to_camel(name)}": PurePosixPath(getattr(self, name)) for name in type(self).model_fields}
+        """Every lab folder the stack sets, by its key (``paths.usersDir``)."""
+        return {
+            f"paths.{to_camel(name)}": PurePosixPath(value)
+            for name in type(self).model_fields
+            if (value := getattr(self, name)) is not None
+        }
 
     @model_validator(mode="after")
     def _distinct_and_not_nested(self) -> PathSettings:
@@ -154,6 +170,43 @@ class PathSettings(Section):
 
     def _set(self, key: str) -> bool:
         return any(to_camel(name) == key.removeprefix("paths.") for name in self.model_fields_set)
+
+
+#: Where the group folders and the read-only data folder appear in users' servers, under their home.
+GROUPS_MOUNT = "shared-groups"
+DATA_MOUNT = "data"
+#: Hub group names that may have a folder: they name a folder on the host and in servers.
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _group_name(value: str) -> str:
+    if not GROUP_NAME.fullmatch(value):
+        raise ValueError(
+            "must be a group name that can name a folder: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 64 characters"
+        )
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(_group_name)]
+
+
+class FolderSettings(Section):
+    """Folders beside each user's own and the lab-wide shared one."""
+
+    groups: list[GroupName] = Field(
+        default=[],
+        description="Hub groups (LDAP groups with auth.ldap.groupSearchBase, or groups an admin manages) that "
+        "get a shared folder <paths.groupsDir>/<group>, mounted at ~/shared-groups/<group> in members' servers.",
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _unique(cls, groups: list[str]) -> list[str]:
+        twice = sorted({group for group in groups if groups.count(group) > 1})
+        if twice:
+            raise ValueError(f"lists {twice} more than once")
+        return groups
 
 
 class NetworkSettings(Section):

@@ -38,6 +38,26 @@ LAB_ENVIRONMENT: dict[str, str] = {
 LAB_ENVIRONMENT_PREFIXES = ("JUPYTERHUB_", "JPY_", "JUVINI_")
 
 
+def lab_environment_problems(environment: dict[str, str], key: str) -> list[Problem]:
+    """Variables of ``environment`` (set at ``key``) that the lab sets in users' servers itself."""
+    problems = []
+    for name, value in environment.items():
+        why = LAB_ENVIRONMENT.get(name)
+        if why is None and name.startswith(LAB_ENVIRONMENT_PREFIXES):
+            why = f"names starting with {', '.join(LAB_ENVIRONMENT_PREFIXES)} belong to JupyterHub and the lab"
+        if why is not None:
+            problems.append(Problem(f"{key}.{name}", value, f"the lab sets {name} in users' servers itself: {why}"))
+    return problems
+
+
+def environment_names(env: dict[str, str]) -> dict[str, str]:
+    """A field validator: every name of ``env`` is an environment variable name."""
+    bad = [name for name in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+    if bad:
+        raise ValueError(f"{bad} are not environment variable names ([A-Za-z_][A-Za-z0-9_]*)")
+    return env
+
+
 class HubSettings(Section):
     """The hub and its proxy."""
 
@@ -120,10 +140,7 @@ class SpawnerSettings(Section):
     @field_validator("environment")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
-        if bad:
-            raise ValueError(f"{bad} are not environment variable names ([A-Za-z_][A-Za-z0-9_]*)")
-        return env
+        return environment_names(env)
 
     @model_validator(mode="after")
     def _consistent(self) -> SpawnerSettings:
@@ -134,14 +151,7 @@ class SpawnerSettings(Section):
                     "cullEvery", self.cull_every, f"must not be longer than spawner.idleTimeout {self.idle_timeout}"
                 )
             )
-        for name, value in self.environment.items():
-            why = LAB_ENVIRONMENT.get(name)
-            if why is None and name.startswith(LAB_ENVIRONMENT_PREFIXES):
-                why = f"names starting with {', '.join(LAB_ENVIRONMENT_PREFIXES)} belong to JupyterHub and the lab"
-            if why is not None:
-                problems.append(
-                    Problem(f"environment.{name}", value, f"the lab sets {name} in users' servers itself: {why}")
-                )
+        problems += lab_environment_problems(self.environment, "environment")
         refuse(problems)
         return self
 

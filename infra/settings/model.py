@@ -10,9 +10,17 @@ from infra.settings.auth import AuthSettings, KerberosSettings
 from infra.settings.base import AbsolutePath, Section, refuse
 from infra.settings.checks import contradictions
 from infra.settings.cifs import CifsSettings
-from infra.settings.host import HostSettings, LabUserSettings, NetworkSettings, PathSettings, SwarmSettings
+from infra.settings.host import (
+    FolderSettings,
+    HostSettings,
+    LabUserSettings,
+    NetworkSettings,
+    PathSettings,
+    SwarmSettings,
+)
 from infra.settings.hub import HubSettings, SparkSettings, SpawnerSettings
 from infra.settings.images import ImageSettings
+from infra.settings.profiles import ProfileSettings, effective_profiles
 from infra.settings.tls import TlsSettings
 
 
@@ -42,6 +50,15 @@ class Settings(Section):
     hub: HubSettings = Field(default_factory=HubSettings, description="The hub and its proxy.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Login.")
     spawner: SpawnerSettings = Field(default_factory=SpawnerSettings, description="Users' servers.")
+    profiles: list[ProfileSettings] = Field(
+        default=[],
+        description="Profiles users pick at spawn (image, CPU, memory, environment, GPU; who may pick each); "
+        "a user's first allowed profile is their default. Unset: one per spawner.allowedImages with the "
+        "spawner's limits, open to everyone. See the Profiles section of the README.",
+    )
+    folders: FolderSettings = Field(
+        default_factory=FolderSettings, description="Group folders beside users' own and the shared one."
+    )
     spark: SparkSettings = Field(default_factory=SparkSettings, description="Spark in users' servers.")
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings, description="Kerberos ticket at login.")
     cifs: CifsSettings = Field(default_factory=CifsSettings, description="Windows (CIFS) shares in users' servers.")
@@ -76,3 +93,8 @@ class Settings(Section):
     @property
     def admin_users(self) -> list[str]:
         return list(self.hub.admin_users)
+
+    @property
+    def spawn_profiles(self) -> list[ProfileSettings]:
+        """The profiles users choose from: the stack's, or one per allowed image; limits filled in."""
+        return effective_profiles(self.profiles, self.spawner)

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from infra import outputs
+from infra.flavours import BY_NAME as FLAVOURS
 from tests.support.lab_client import LabUser, wait_for
 from tests.support.provider_double import Deployment, bring_up
 
@@ -87,17 +88,53 @@ def destroy_and_check(lab: Lab, stack: str) -> None:
 
     Runs as the lab fixture's finalizer, after every test that used the lab, whichever ran.
     """
-    users, shared = lab.path("usersDir"), lab.path("sharedDir")
-    before = {"usersDir": user_data(users), "sharedDir": user_data(shared)}
+    kept = ("usersDir", "sharedDir", "groupsDir", "dataDir")
+    before = {key: user_data(lab.path(key)) for key in kept}
     assert before["usersDir"], "the e2e tier started servers, so users' folders exist before destroy"
     errors = lab.destroy()
     assert not errors, errors
     label = f"org.juvini.stack={stack}"
     assert lab.docker.containers.list(all=True, filters={"label": label}) == []
     assert lab.docker.networks.list(filters={"label": label}) == []
-    assert {"usersDir": user_data(users), "sharedDir": user_data(shared)} == before, "destroy changed user data"
+    assert {key: user_data(lab.path(key)) for key in kept} == before, "destroy changed user data"
     assert not lab.path("tlsDir").exists(), "TLS material belongs to the stack and goes with it"
     assert lab.path("hubStateDir").is_dir(), "the hub database is kept"
+
+
+#: Hub groups with a shared folder; the e2e tests make them (and their members) as the admin.
+GROUP_FOLDERS = ("modellers", "analysts")
+#: Users that may pick the GPU profile (this machine has no GPU runtime: its starts must fail, saying so).
+GPU_USERS = ("gpu-tester",)
+
+
+def lab_profiles() -> list[dict[str, Any]]:
+    """The e2e lab's profiles: each image for everyone with the global limits (the defaults' order, so
+    `{"image": ...}` picks keep their limits), a larger one for a group, a GPU one for a user."""
+    return [
+        *(
+            {"slug": name, "displayName": FLAVOURS[name].display_name, "description": FLAVOURS[name].description}
+            | {"image": name}
+            for name in ("datascience", "pyspark", "base")
+        ),
+        {
+            "slug": "base-large",
+            "displayName": "Base, larger",
+            "description": "The base image with more CPU and memory, for the modellers.",
+            "image": "base",
+            "cpuLimit": 1.5,
+            "memLimit": "1536m",
+            "environment": {"LAB_PROFILE": "large"},
+            "groups": ["modellers"],
+        },
+        {
+            "slug": "base-gpu",
+            "displayName": "Base with a GPU",
+            "description": "The base image with one GPU.",
+            "image": "base",
+            "gpu": {"count": 1},
+            "users": list(GPU_USERS),
+        },
+    ]
 
 
 def lab_config(root: Path, port: int) -> dict[str, Any]:
@@ -108,7 +145,11 @@ def lab_config(root: Path, port: int) -> dict[str, Any]:
             "tlsDir": str(root / "ssl"),
             "usersDir": str(root / "users"),
             "hubStateDir": str(root / "hub"),
+            "groupsDir": str(root / "groups"),
+            "dataDir": str(root / "data"),
         },
+        "folders": {"groups": list(GROUP_FOLDERS)},
+        "profiles": lab_profiles(),
         "images": {
             "baseImage": "juvini-base:bookworm",
             "extraCaBundle": "/usr/local/share/ca-certificates",

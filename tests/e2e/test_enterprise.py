@@ -25,6 +25,7 @@ import contextlib
 import json
 import shutil
 import socket
+import ssl
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import ldap3
 import pytest
 import requests
 from docker.errors import NotFound
@@ -222,6 +224,8 @@ def ad_lab() -> Iterator[EnterpriseLab]:
         running = {name: _start_peer(name, network, client) for name in names}
         config = lab_config(root, _free_port())
         config["auth"] = peers.stack_ldap_config(running["slapd"].ip, peers.ldap_ca_certificate(running["slapd"]))
+        # Directory groups become hub groups at each login.
+        config["auth"]["ldap"] = {**config["auth"]["ldap"], "groupSearchBase": peers.GROUPS_DN}
         config["kerberos"] = peers.stack_kerberos_config(running["kdc"].ip, on_failure="warn")
         secret_keys = ["auth"]
         if cifs_missing is None:
@@ -231,6 +235,7 @@ def ad_lab() -> Iterator[EnterpriseLab]:
         # One image (fast); no culling (the tests stop their servers); Spark ports apart
         # from the e2e lab's, which may run on this engine at the same time.
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
+        del config["profiles"]  # the e2e lab's name the other images: here each allowed image is one
         config["spark"] = config["spark"] | {"driverPorts": "12200-12210", "blockManagerPorts": "11300-11310"}
         # auth holds ldap.searchPassword: the stack keeps that top-level key as a secret.
         deployment = bring_up(config, stack=STACK, secret_keys=secret_keys)
@@ -328,6 +333,39 @@ def test_a_member_of_the_users_group_logs_in_and_is_not_admin(alice: LabUser) ->
     assert alice.token
     assert alice.model()["admin"] is False
     assert alice.api("GET", "hub/api/users").status_code == 403
+
+
+def directory_groups(ad_lab: EnterpriseLab, name: str, password: str) -> list[str]:
+    """The hub groups of ``name`` right after a fresh login through the form."""
+    return sorted(log_in(ad_lab, name, password).model()["groups"])
+
+
+def test_directory_groups_are_hub_groups_after_login_and_a_removed_membership_goes_at_the_next(
+    ad_lab: EnterpriseLab, tmp_path: Path
+) -> None:
+    assert directory_groups(ad_lab, "alice", ALICE.password) == ["datalab-users"]
+    assert directory_groups(ad_lab, "bob", BOB.password) == ["datalab-admins", "datalab-users"]
+    ca_file = tmp_path / "ldap-ca.pem"
+    ca_file.write_text(peers.ldap_ca_certificate(ad_lab.peers["slapd"]), encoding="utf-8")
+    tls = ldap3.Tls(ca_certs_file=str(ca_file), validate=ssl.CERT_REQUIRED)
+    admin = ldap3.Connection(
+        ldap3.Server(ad_lab.peers["slapd"].ip, port=peers.LDAP_PORT, tls=tls),
+        user=peers.LDAP_ADMIN.dn,
+        password=peers.LDAP_ADMIN.password,
+    )
+    admin.open()
+    admin.start_tls()
+    assert admin.bind(), admin.result
+    try:
+        # bob stays in the lab (admins may always log in) without the users' group.
+        assert admin.modify(peers.USERS_GROUP_DN, {"member": [(ldap3.MODIFY_DELETE, [BOB.dn])]}), admin.result
+        try:
+            assert directory_groups(ad_lab, "bob", BOB.password) == ["datalab-admins"]
+        finally:
+            assert admin.modify(peers.USERS_GROUP_DN, {"member": [(ldap3.MODIFY_ADD, [BOB.dn])]}), admin.result
+    finally:
+        admin.unbind()
+    assert directory_groups(ad_lab, "bob", BOB.password) == ["datalab-admins", "datalab-users"]
 
 
 def test_a_member_of_the_admins_group_is_a_hub_admin(bob: LabUser) -> None:

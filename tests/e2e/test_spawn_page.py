@@ -1,5 +1,5 @@
 """The spawn page as a person sees it, in a real browser: headless Debian Chromium logs in through
-the hub's form, picks an image, watches the start's steps on the spawn-pending page, lands in
+the hub's form, picks a profile, watches the start's steps on the spawn-pending page, lands in
 JupyterLab; and a start that fails shows the user why.
 
 Screenshots go to SCREENSHOTS (printed by each test), for a person to look at.
@@ -110,7 +110,9 @@ def log_in_and_submit_the_spawn_form(lab: Lab, page: Page, user: LabUser, flavou
     page.click("#login_submit")
     page.wait_for_url(lambda url: "/hub/login" not in url)
     page.goto(lab.url + "hub/spawn")
-    page.select_option("select[name=image]", label=FLAVOURS[flavour].display_name)
+    # One described choice per profile: the lab's profile of the flavour's image for everyone has its name.
+    page.get_by_label(FLAVOURS[flavour].display_name).check()
+    screenshot(page, "spawn-form")
     page.get_by_role("button", name="Start").click()
 
 
@@ -136,6 +138,7 @@ def test_the_spawn_page_shows_each_step_then_jupyterlab_opens(lab: Lab, page: Pa
     image = lab.outputs[outputs.IMAGES]["base"]
     before_answer = [
         "Server requested",
+        "Profile: Base: JupyterLab, Python, build tools (1 CPU, 2 GiB memory)",
         "Your persistent home folder is ready",
         "No Kerberos ticket: this lab does not use Kerberos",
         "No Windows shares to mount with your own login in this lab",

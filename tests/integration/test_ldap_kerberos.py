@@ -11,6 +11,7 @@ peers (only the hub's folders and the uid/gid are this machine's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import shutil
@@ -21,13 +22,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from inspect import isawaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import ldap3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from jupyterhub import orm
+from jupyterhub.user import User
 from ldap3.core.exceptions import LDAPException
 from traitlets.config import Config, PyFileConfigLoader
 
@@ -43,6 +47,8 @@ from tests.support.peers import (
     BIND_DN_TEMPLATE,
     BOB,
     CAROL,
+    GROUPS_DN,
+    LDAP_ADMIN,
     PEOPLE_DN,
     REALM,
     SEARCH_ACCOUNT,
@@ -356,6 +362,66 @@ def test_the_rendered_hub_config_logs_users_in(
     auth = JuviniLDAPAuthenticator(config=config)
 
     assert_hub_admits_alice_and_admin_bob_but_not_carol(auth)
+
+
+# --- directory groups as hub groups ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def directory_admin(ldap_ip: str, ca_file: Path) -> Iterator[ldap3.Connection]:
+    """A connection bound as the directory's admin (StartTLS, the peer's CA), to change memberships."""
+    tls = ldap3.Tls(ca_certs_file=str(ca_file), validate=ssl.CERT_REQUIRED)
+    server = ldap3.Server(ldap_ip, port=peers.LDAP_PORT, tls=tls)
+    connection = ldap3.Connection(server, user=LDAP_ADMIN.dn, password=LDAP_ADMIN.password)
+    connection.open()
+    connection.start_tls()
+    assert connection.bind(), connection.result
+    try:
+        yield connection
+    finally:
+        connection.unbind()
+
+
+def hub_groups_after_login(auth: JuviniLDAPAuthenticator, user: User, password: str) -> list[str]:
+    """Log in as the hub does and sync the auth model's groups into the hub's database, as it does."""
+    model = asyncio.run(auth.get_authenticated_user(None, {"username": user.name, "password": password}))
+    assert model is not None, f"{user.name} was refused"
+    assert auth.manage_groups and "groups" in model, "with manage_groups every login must say the groups"
+    user.sync_groups(model["groups"])
+    return sorted(group.name for group in user.groups)
+
+
+def test_directory_groups_become_hub_groups_and_a_removed_membership_goes_at_the_next_login(
+    ldap_ip: str, ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config rendered for a stack with auth.ldap.groupSearchBase, against the real directory."""
+    auth_keys = peers.stack_ldap_config(ldap_ip, ca_file.read_text(encoding="utf-8"))
+    ldap_keys = {**cast(dict[str, object], auth_keys["ldap"]), "groupSearchBase": GROUPS_DN}
+    raw = {"auth": {**auth_keys, "ldap": ldap_keys}}
+    monkeypatch.setenv("JUVINI_LDAP_SEARCH_PASSWORD", SEARCH_ACCOUNT.password)
+    config = load_rendered_config(parse_settings(raw), tmp_path)
+    config.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": str(ca_file), "validate": ssl.CERT_REQUIRED}
+    auth = JuviniLDAPAuthenticator(config=config)
+    db = orm.new_session_factory("sqlite://")()
+    hub_user = {name: User(orm.User(name=name), db=db) for name in ("alice", "bob", "carol")}
+    for user in hub_user.values():
+        db.add(user.orm_user)
+    db.commit()
+
+    assert hub_groups_after_login(auth, hub_user["alice"], ALICE.password) == ["datalab-users"]
+    assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins", "datalab-users"]
+    with directory_admin(ldap_ip, ca_file) as admin:
+        # bob stays in the lab (admins may always log in) without the users' group (alice keeps it non-empty).
+        assert admin.modify(USERS_GROUP_DN, {"member": [(ldap3.MODIFY_DELETE, [BOB.dn])]}), admin.result
+        try:
+            assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins"]
+        finally:
+            assert admin.modify(USERS_GROUP_DN, {"member": [(ldap3.MODIFY_ADD, [BOB.dn])]}), admin.result
+    assert hub_groups_after_login(auth, hub_user["bob"], BOB.password) == ["datalab-admins", "datalab-users"]
+    # In no group: none, even if the hub held some from before (carol is refused at the gate, not here).
+    hub_user["carol"].sync_groups(["datalab-users"])
+    model = asyncio.run(auth.authenticate(None, {"username": "carol", "password": CAROL.password}))
+    assert model is not None and model["groups"] == []
 
 
 # --- Kerberos -------------------------------------------------------------------------------

@@ -108,13 +108,18 @@ class LabUser:
         response.raise_for_status()
         return response.json()
 
-    def request_server(self, image_choice: str | None = None) -> requests.Response:
-        """Ask the hub to start the server; return its answer without waiting for the server."""
+    def request_server(self, image_choice: str | None = None, profile: str | None = None) -> requests.Response:
+        """Ask the hub to start the server (an image by its display name, or a profile by its slug);
+        return its answer without waiting for the server."""
         body = {"image": image_choice} if image_choice else {}
+        if profile:
+            body["profile"] = profile
         return self.api("POST", f"hub/api/users/{self.name}/server", json=body)
 
-    def start_server(self, image_choice: str | None = None, timeout: float = 300) -> dict[str, Any]:
-        response = self.request_server(image_choice)
+    def start_server(
+        self, image_choice: str | None = None, timeout: float = 300, profile: str | None = None
+    ) -> dict[str, Any]:
+        response = self.request_server(image_choice, profile)
         if response.status_code not in (201, 202):
             raise AssertionError(f"spawn for {self.name} refused: {response.status_code} {response.text[:300]}")
         return wait_for(f"{self.name}'s server to be ready", self._ready_server, timeout, interval=1)
@@ -129,11 +134,13 @@ class LabUser:
                 raise AssertionError(f"{self.name}'s server is neither pending nor running")
         return None
 
-    def start_server_following_progress(self, image_choice: str | None = None, timeout: float = 300) -> list[dict]:
+    def start_server_following_progress(
+        self, image_choice: str | None = None, timeout: float = 300, profile: str | None = None
+    ) -> list[dict]:
         """Start the server as the spawn page does: ask for it, follow its progress event stream
         (``/hub/api/users/<name>/server/progress``) to the end; the events, the last one ready or failed."""
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            posted = pool.submit(self.request_server, image_choice)
+            posted = pool.submit(self.request_server, image_choice, profile)
             events = wait_for(f"{self.name}'s progress events", self._progress_events, timeout, interval=0.1)
             response = posted.result(timeout=timeout)
         if response.status_code not in (201, 202):

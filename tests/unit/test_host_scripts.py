@@ -41,6 +41,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "data-removal": {"allowDataRemoval": True},
     "keep-data": {"allowDataRemoval": False, "labUser": {"name": "lab_user"}},
     "sudo": {"host": {"sshUser": "ops", "useSudo": True}},
+    "group-and-data-folders": {
+        "paths": {"groupsDir": "/srv/juvini/groups", "dataDir": "/srv/data.sets"},
+        "folders": {"groups": ["modellers", "a.b_c-d"]},
+    },
 }
 
 
@@ -578,3 +582,62 @@ def test_file_content_stays_out_of_the_output(fake_host: FakeHost, tls_folder: P
     assert result.returncode == 0, result.stderr
     assert "c2VjcmV0" not in result.stdout + result.stderr
     assert not any("c2VjcmV0" in call for call in fake_host.calls())
+
+
+# --- group folders and the read-only data folder -------------------------------------------
+
+
+def with_group_and_data_folders(root: Path, **raw: Any) -> Settings:
+    paths = {"groupsDir": str(root / "srv" / "groups"), "dataDir": str(root / "data")}
+    settings = folder_settings(root, **raw)
+    extra = {"paths": settings.paths.model_dump(by_alias=True, exclude_none=True) | paths}
+    return parse_settings({**raw, **extra, "folders": {"groups": ["modellers", "analysts"]}})
+
+
+def test_group_folders_are_made_like_the_shared_folder_and_the_data_folder_root_owned(fake_host: FakeHost) -> None:
+    settings = with_group_and_data_folders(fake_host.root / "host")
+    groups, data = Path(str(settings.paths.groups_dir)), Path(str(settings.paths.data_dir))
+    result = fake_host.run(settings, folder_scripts(settings)[0])
+    assert result.returncode == 0, result.stderr
+    assert fake_host.calls_to("install")[4:] == [
+        f"install -d -o 2100 -g 2100 -m 0750 {groups}",
+        f"install -d -o 2100 -g 2100 -m 2775 {groups}/modellers",
+        f"install -d -o 2100 -g 2100 -m 2775 {groups}/analysts",
+        f"install -d -o 0 -g 0 -m 0755 {data}",
+    ]
+    for folder, mode in ((groups, 0o750), (groups / "modellers", 0o2775), (groups / "analysts", 0o2775), (data, 0o755)):
+        assert mode_of(folder) == mode, folder
+    listed = {line.rsplit(" ", 1)[1]: line.split(" ", 1)[0] for line in result.stdout.splitlines()}
+    assert {folder: listed[str(folder)] for folder in (groups / "modellers", data)} == {
+        groups / "modellers": "2775",
+        data: "755",
+    }
+
+
+def test_an_existing_data_folder_is_left_as_it_is(fake_host: FakeHost) -> None:
+    settings = with_group_and_data_folders(fake_host.root / "host")
+    data = Path(str(settings.paths.data_dir))
+    data.mkdir(parents=True, mode=0o700)
+    (data / "set.csv").write_text("a,b\n", encoding="utf-8")
+    result = fake_host.run(settings, folder_scripts(settings)[0])
+    assert result.returncode == 0, result.stderr
+    assert not [call for call in fake_host.calls_to("install") if call.endswith(f" {data}")]
+    assert mode_of(data) == 0o700
+    assert (data / "set.csv").read_text(encoding="utf-8") == "a,b\n"
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["keep-data", "data-removal"])
+def test_destroy_treats_group_folders_as_user_data_and_never_removes_the_data_folder(
+    fake_host: FakeHost, allow: bool
+) -> None:
+    settings = with_group_and_data_folders(fake_host.root / "host", allowDataRemoval=allow)
+    assert fake_host.run(settings, folder_scripts(settings)[0]).returncode == 0
+    shared_work = Path(str(settings.paths.groups_dir)) / "modellers" / "model.txt"
+    shared_work.write_text("ours", encoding="utf-8")
+    dataset = Path(str(settings.paths.data_dir)) / "set.csv"
+    dataset.write_text("a,b", encoding="utf-8")
+    result = fake_host.run(settings, folder_scripts(settings)[1])
+    assert result.returncode == 0, result.stderr
+    assert shared_work.exists() is not allow
+    assert dataset.read_text(encoding="utf-8") == "a,b"
+    assert f"keeping {settings.paths.data_dir}: the read-only data folder is the admins'" in result.stdout

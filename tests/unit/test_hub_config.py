@@ -162,6 +162,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spark": {"driverHost": "spark-callback.example.org"},
     },
     "no-culling": {"spawner": {"idleTimeout": 0}},
+    "profiles": {
+        "paths": {"groupsDir": "/srv/juvini/groups", "dataDir": "/srv/datasets"},
+        "folders": {"groups": ["modellers", "analysts"]},
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "ldap.example.org",
+                "bindDnTemplate": ["uid={username},ou=people,dc=example,dc=org"],
+                "groupSearchBase": "ou=groups,dc=example,dc=org",
+            },
+        },
+        "spawner": {"cpuLimit": 1, "memLimit": "2g"},
+        "profiles": [
+            {"slug": "small", "displayName": "Small", "description": "For a start.", "image": "base"},
+            {
+                "slug": "large",
+                "displayName": "Large",
+                "image": "datascience",
+                "cpuLimit": 8,
+                "memLimit": "32g",
+                "environment": {"OMP_NUM_THREADS": "8"},
+                "gpu": {"deviceIds": ["0"]},
+                "groups": ["modellers"],
+                "users": ["Carol"],
+            },
+        ],
+    },
     "custom": {
         "labUser": {"name": "scientist", "uid": 3001, "gid": 3002},
         "paths": {
@@ -842,3 +869,72 @@ def test_rendered_file_has_no_undefined_or_unused_names(load: Load, variant: str
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- profiles, group folders, the data folder, directory groups ------------------------------
+
+
+def test_without_profiles_each_allowed_image_is_a_profile_for_everyone_with_the_global_limits(load: Load) -> None:
+    loaded = load(variant="custom")
+    images = loaded.notebook_images
+    assert loaded.config.JuviniSpawnerMixin.profiles == [
+        {
+            "slug": name,
+            "display_name": FLAVOURS[name].display_name,
+            "description": FLAVOURS[name].description,
+            "image": images[name],
+            "image_name": FLAVOURS[name].display_name,
+            "cpu_limit": 4.5,
+            "mem_limit": 8 * 1024**3,
+            "environment": {},
+            "gpu": None,
+            "groups": [],
+            "users": [],
+        }
+        for name in ("pyspark", "base")
+    ]
+    assert loaded.config.JuviniSpawnerMixin.group_folders == []
+
+
+def test_the_stacks_profiles_reach_the_spawner(load: Load) -> None:
+    loaded = load(variant="profiles")
+    small, large = spawner(loaded).profile_table()
+    assert (small.slug, small.image, small.cpu_limit, small.mem_limit) == (
+        "small",
+        loaded.notebook_images["base"],
+        1.0,
+        2 * 1024**3,
+    )
+    assert (large.cpu_limit, large.mem_limit, dict(large.environment)) == (8.0, 32 * 1024**3, {"OMP_NUM_THREADS": "8"})
+    assert large.gpu is not None and large.gpu.device_request()["device_ids"] == ["0"]
+    assert (large.groups, large.users) == (frozenset({"modellers"}), frozenset({"carol"}))
+    # {"image": ...} picks name the images of DockerSpawner.allowed_images, as before profiles.
+    assert spawner(loaded).image_choices()[large.image_name] == large.image
+
+
+def test_group_folders_reach_the_spawner_and_the_data_folder_is_mounted_read_only(load: Load) -> None:
+    config = load(variant="profiles").config
+    assert config.JuviniSpawnerMixin.group_folders == [
+        {
+            "group": group,
+            "path": f"/srv/juvini/groups/{group}",
+            "bind": f"/home/labuser/shared-groups/{group}",
+        }
+        for group in ("modellers", "analysts")
+    ]
+    assert config.DockerSpawner.volumes["/srv/datasets"] == {"bind": "/home/labuser/data", "mode": "ro"}
+    made = DockerSpawner(config=config, user=SimpleNamespace(name="alice"))
+    assert made.volume_binds["/srv/datasets"] == {"bind": "/home/labuser/data", "mode": "ro"}
+    assert "/srv/datasets" not in load().config.DockerSpawner.volumes
+
+
+def test_directory_groups_become_hub_groups_only_with_a_group_search_base(load: Load) -> None:
+    config = load(variant="profiles").config
+    assert config.Authenticator.manage_groups is True
+    authenticator = JuviniLDAPAuthenticator(config=config)
+    assert (authenticator.group_search_base, authenticator.group_name_attribute) == (
+        "ou=groups,dc=example,dc=org",
+        "cn",
+    )
+    for variant in ("ldap-bind", "native"):
+        assert "manage_groups" not in load(variant=variant).config.Authenticator

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import docker.types
 import pytest
 import requests
 from dockerspawner import DockerSpawner
@@ -33,11 +34,13 @@ from traitlets.config import Config
 from infra.settings import CifsShare, parse_settings
 from infra.shares import cifs_options, user_share_config
 from juvini_hub import kerberos as kerberos_module
+from juvini_hub import profiles as profiles_module
 from juvini_hub import spawner as spawner_module
 from juvini_hub.auth import JuviniLDAPAuthenticator
 from juvini_hub.contract import MissingConfig
 from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import KerberosTickets, KinitResult
+from juvini_hub.profiles import Gpu, Profile, ProfileRefused, choose, open_profiles
 from juvini_hub.spark_ports import (
     BLOCK_MANAGER_PORT_LABEL,
     DRIVER_PORT_LABEL,
@@ -177,12 +180,34 @@ BASE_IMAGE = "juvini-t-notebook-base:1"
 PICKS = {"Base": BASE_IMAGE, "PySpark": SPARK_IMAGE}
 
 
+def implicit_profile(slug: str, image: str) -> dict[str, Any]:
+    """A profile as the rendered config lists it for a stack without profiles: one image, the global limits."""
+    return {
+        "slug": slug,
+        "display_name": f"{slug.title()} image",
+        "description": f"The {slug} image.",
+        "image": image,
+        "image_name": next(name for name, reference in PICKS.items() if reference == image),
+        "cpu_limit": 2.0,
+        "mem_limit": 4 * 1024**3,
+        "environment": {},
+        "gpu": None,
+        "groups": [],
+        "users": [],
+    }
+
+
 def spawner_config(users_dir: Path, drivers: str, blocks: str) -> Config:
     """The options the rendered config sets for a JuviniDockerSpawner (the Spark image by default)."""
     config = Config()
     config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
     config.JuviniSpawnerMixin.lab_uid = 2100
     config.JuviniSpawnerMixin.lab_gid = 2100
+    config.JuviniSpawnerMixin.profiles = [
+        implicit_profile("pyspark", SPARK_IMAGE),
+        implicit_profile("base", BASE_IMAGE),
+    ]
+    config.JuviniSpawnerMixin.group_folders = []
     config.DockerSpawner.allowed_images = PICKS
     config.DockerSpawner.image = SPARK_IMAGE
     config.DockerSpawner.pull_policy = "never"
@@ -200,8 +225,16 @@ def spawner_config(users_dir: Path, drivers: str, blocks: str) -> Config:
     return config
 
 
-def make_user(name: str) -> types.SimpleNamespace:
-    return types.SimpleNamespace(name=name, escaped_name=name, url=f"/user/{name}/", id=1, settings={})
+def make_user(name: str, groups: tuple[str, ...] = ()) -> types.SimpleNamespace:
+    """A hub user as the spawner sees it; ``groups``: the names of its hub groups."""
+    return types.SimpleNamespace(
+        name=name,
+        escaped_name=name,
+        url=f"/user/{name}/",
+        id=1,
+        settings={},
+        groups=[types.SimpleNamespace(name=group) for group in groups],
+    )
 
 
 def make_spawner(
@@ -336,8 +369,10 @@ def test_a_spawner_without_the_lab_facts_fails_naming_the_missing_options() -> N
         JuviniDockerSpawner(config=Config(), user=make_user("alice"))
     message = str(missing.value)
     for option in (
+        "c.JuviniSpawnerMixin.group_folders",
         "c.JuviniSpawnerMixin.lab_gid",
         "c.JuviniSpawnerMixin.lab_uid",
+        "c.JuviniSpawnerMixin.profiles",
         "c.JuviniSpawnerMixin.user_folder",
         "c.JuviniDockerSpawner.cifs_user_shares",
         "c.JuviniDockerSpawner.spark_block_manager_ports",
@@ -735,6 +770,7 @@ class FakeEngine:
         self.clients: list[FakeClient] = []
         self.running = 0
         self.most_running = 0
+        self.gpu_runtime = False
 
     @contextlib.contextmanager
     def call(self, client: FakeClient, method: str) -> Iterator[None]:
@@ -804,6 +840,7 @@ class FakeClient:
                 "Env": dict(options["environment"]),
                 "Ports": dict(options.get("ports") or {}),
                 "State": {"Running": False},
+                "HostConfig": dict(options["host_config"]),
                 "Config": {"Env": []},
                 "NetworkSettings": {"Networks": {network: {"IPAddress": "127.0.0.1"}}},
             }
@@ -811,7 +848,14 @@ class FakeClient:
 
     def start(self, container_id: str) -> None:
         with self.engine.call(self, "start"):
-            self._container(container_id)["State"]["Running"] = True
+            container = self._container(container_id)
+            if container["HostConfig"].get("device_requests") and not self.engine.gpu_runtime:
+                # What Docker 20.10 answers on a host without the NVIDIA runtime (seen on the test machine).
+                response = requests.Response()
+                response.status_code = 500
+                explanation = 'could not select device driver "" with capabilities: [[gpu]]'
+                raise docker.errors.APIError("500 Server Error", response=response, explanation=explanation)
+            container["State"]["Running"] = True
 
     def stop(self, container_id: str) -> None:
         with self.engine.call(self, "stop"):
@@ -1257,6 +1301,8 @@ def swarm_spawner(users_dir: Path) -> JuviniSwarmSpawner:
     config.JuviniSpawnerMixin.user_folder = f"{users_dir}/{{username}}"
     config.JuviniSpawnerMixin.lab_uid = 2100
     config.JuviniSpawnerMixin.lab_gid = 2100
+    config.JuviniSpawnerMixin.profiles = [implicit_profile("base", BASE_IMAGE)]
+    config.JuviniSpawnerMixin.group_folders = []
     config.SwarmSpawner.network_name = "juvini-t-users-net"
     config.SwarmSpawner.use_internal_ip = True
     config.DockerSpawner.image = BASE_IMAGE
@@ -1275,3 +1321,223 @@ def test_progress_of_a_swarm_service(engine: FakeEngine, tmp_path: Path) -> None
     ]
     assert events[-1]["message"].startswith("Server answering after")
     assert "jupyter-alice" in engine.services
+
+
+# --- profiles: who may pick which, and what a pick gives the server -------------------------
+
+LARGE = implicit_profile("base", BASE_IMAGE) | {
+    "slug": "base-large",
+    "display_name": "Base, <large>",
+    "description": "More of everything & more.",
+    "cpu_limit": 4.0,
+    "mem_limit": 8 * 1024**3,
+    "environment": {"LAB_PROFILE": "large", "SPARK_DRIVER_MEMORY": "2g"},
+    "groups": ["modellers"],
+}
+GPU = implicit_profile("base", BASE_IMAGE) | {
+    "slug": "gpu",
+    "display_name": "Base with a GPU",
+    "gpu": {"count": 1, "device_ids": []},
+    "users": ["gina"],
+}
+PROFILES = [implicit_profile("pyspark", SPARK_IMAGE), implicit_profile("base", BASE_IMAGE), LARGE, GPU]
+GROUP_FOLDERS = [
+    {"group": "modellers", "path": "/srv/groups/modellers", "bind": "/home/labuser/shared-groups/modellers"},
+    {"group": "analysts", "path": "/srv/groups/analysts", "bind": "/home/labuser/shared-groups/analysts"},
+]
+
+
+def profiled(name: str, users_dir: Path, groups: tuple[str, ...] = ()) -> JuviniDockerSpawner:
+    """A spawner of the rendered config with the profiles above, for a member of ``groups``."""
+    config = spawner_config(users_dir, "12000-12001", "11100-11101")
+    config.JuviniSpawnerMixin.profiles = PROFILES
+    config.JuviniSpawnerMixin.group_folders = GROUP_FOLDERS
+    config.JuviniDockerSpawner.volumes = {f"{users_dir}/{{username}}": "/home/labuser"}
+    config.DockerSpawner.network_name = "juvini-t-users-net"
+    config.DockerSpawner.use_internal_ip = True
+    return JuviniDockerSpawner(config=config, user=make_user(name, groups))
+
+
+def table() -> list[Profile]:
+    return [Profile.from_config(item) for item in PROFILES]
+
+
+def refusal(options: dict[str, Any], name: str = "alice", groups: tuple[str, ...] = ()) -> ProfileRefused:
+    with pytest.raises(ProfileRefused) as refused:
+        choose(table(), name, groups, options, PICKS)
+    return refused.value
+
+
+def test_profiles_without_groups_or_users_are_open_to_everyone_and_the_first_is_the_default() -> None:
+    assert [p.slug for p in open_profiles(table(), "alice", [])] == ["pyspark", "base"]
+    assert choose(table(), "alice", [], {}, PICKS).slug == "pyspark"
+
+
+def test_group_members_and_named_users_may_pick_their_profiles() -> None:
+    assert [p.slug for p in open_profiles(table(), "alice", ["modellers"])] == ["pyspark", "base", "base-large"]
+    assert [p.slug for p in open_profiles(table(), "gina", ["analysts"])] == ["pyspark", "base", "gpu"]
+    assert choose(table(), "alice", ["modellers"], {"profile": "base-large"}, PICKS).slug == "base-large"
+
+
+def test_a_profile_the_user_may_not_pick_is_refused_with_403_and_what_they_may_pick() -> None:
+    refused = refusal({"profile": "base-large"}, groups=("analysts",))
+    assert refused.status == 403
+    assert refused.message == (
+        "You may not use the profile 'base-large' (Base, <large>): it is for members of modellers. "
+        "Profiles you may use: pyspark, base."
+    )
+    assert "it is for gina." in refusal({"profile": "gpu"}).message
+
+
+@pytest.mark.parametrize("slug", ["no-such", "", 3])
+def test_an_unknown_profile_is_refused_with_400_and_the_allowed_slugs(slug: Any) -> None:
+    refused = refusal({"profile": slug}, groups=("modellers",))
+    assert refused.status == 400
+    assert refused.message == f"There is no profile {slug!r}. Profiles you may use: pyspark, base, base-large."
+
+
+def test_an_image_pick_as_before_profiles_gets_the_first_allowed_profile_of_that_image() -> None:
+    assert choose(table(), "alice", ["modellers"], {"image": "Base"}, PICKS).slug == "base"
+    assert choose(table(), "alice", [], {"image": "PySpark"}, PICKS).slug == "pyspark"
+    unknown = refusal({"image": "Tensorflow"})
+    assert (unknown.status, unknown.message) == (
+        400,
+        "There is no image 'Tensorflow'. Images of this lab: Base, PySpark.",
+    )
+
+
+def test_an_image_no_allowed_profile_runs_is_refused_with_403() -> None:
+    only_large = [Profile.from_config(LARGE)]
+    with pytest.raises(ProfileRefused) as refused:
+        choose(only_large, "alice", [], {"image": "Base"}, PICKS)
+    assert refused.value.status == 403
+    assert (
+        refused.value.message == "None of the profiles you may use runs the image 'Base'. Profiles you may use: none."
+    )
+
+
+def test_a_profile_and_another_image_together_are_refused() -> None:
+    refused = refusal({"profile": "base", "image": "PySpark"})
+    assert refused.status == 400
+    assert "The image 'PySpark' is not the profile 'base''s (Base)" in refused.message
+    assert choose(table(), "alice", [], {"profile": "base", "image": "Base"}, PICKS).slug == "base"
+
+
+def test_a_user_with_no_profile_open_to_them_is_told_so() -> None:
+    with pytest.raises(ProfileRefused) as refused:
+        choose([Profile.from_config(LARGE)], "alice", [], {}, PICKS)
+    assert refused.value.status == 403
+    assert refused.value.message.startswith("No profile of this lab is open to you")
+
+
+def test_the_form_describes_each_profile_the_user_may_pick_and_escapes_them() -> None:
+    form = profiles_module.options_form(open_profiles(table(), "alice", ["modellers"]), chosen="base")
+    assert re.findall(r'name="profile" id="profile-([a-z-]+)"', form) == ["pyspark", "base", "base-large"]
+    assert "Base, &lt;large&gt;" in form and "More of everything &amp; more." in form
+    assert "4 CPUs, 8 GiB memory; image: Base" in form
+    assert re.findall(r'value="([a-z-]+)"[^>]* checked', form) == ["base"]
+    assert "<large>" not in form
+
+
+def test_the_form_preselects_the_first_profile_and_is_empty_with_one_choice() -> None:
+    form = profiles_module.options_form(open_profiles(table(), "alice", []), chosen="base-large")
+    assert re.findall(r'value="([a-z-]+)"[^>]* checked', form) == ["pyspark"]
+    assert profiles_module.options_form([Profile.from_config(LARGE)]) == ""
+
+
+def test_the_forms_answer_becomes_the_profile_option() -> None:
+    assert profiles_module.options_from_form({"profile": ["base"], "_xsrf": ["x"]}) == {"profile": "base"}
+    assert profiles_module.options_from_form({"image": ["Base"]}) == {"image": "Base"}
+
+
+def test_a_gpu_is_a_docker_device_request_by_count_or_ids() -> None:
+    assert Gpu(2, ()).device_request() == {"driver": "", "count": 2, "capabilities": [["gpu"]]}
+    assert Gpu(0, ("0", "GPU-8f6c")).device_request() == {
+        "driver": "",
+        "device_ids": ["0", "GPU-8f6c"],
+        "capabilities": [["gpu"]],
+    }
+    docker.types.DeviceRequest(**Gpu(1, ()).device_request())  # what docker-py makes of it
+
+
+def test_the_spawner_offers_the_users_profiles_in_its_form(tmp_path: Path) -> None:
+    spawner = profiled("alice", tmp_path, groups=("modellers",))
+    form = asyncio.run(spawner.get_options_form())
+    assert re.findall(r'name="profile" id="profile-([a-z-]+)"', form) == ["pyspark", "base", "base-large"]
+    assert spawner.run_options_from_form({"profile": ["base-large"]}) == {"profile": "base-large"}
+    assert spawner.apply_user_options is spawner_module._apply_profile
+
+
+def test_a_pick_gives_the_server_its_image_limits_environment_and_the_users_group_folders(tmp_path: Path) -> None:
+    spawner = profiled("alice", tmp_path, groups=("modellers", "other"))
+    asyncio.run(spawner._run_apply_user_options({"profile": "base-large"}))
+    assert (spawner.image, spawner.cpu_limit, spawner.mem_limit) == (BASE_IMAGE, 4.0, 8 * 1024**3)
+    # The profile's variables go over the config's.
+    assert spawner.environment == {"SPARK_DRIVER_MEMORY": "2g", "LAB_PROFILE": "large"}
+    assert spawner.volumes == {
+        f"{tmp_path}/{{username}}": "/home/labuser",
+        "/srv/groups/modellers": {"bind": "/home/labuser/shared-groups/modellers", "mode": "rw"},
+    }
+    assert "device_requests" not in spawner.extra_host_config
+
+
+def test_the_next_pick_starts_from_the_config_not_from_the_last_pick(tmp_path: Path) -> None:
+    spawner = profiled("gina", tmp_path, groups=("modellers",))
+    asyncio.run(spawner._run_apply_user_options({"profile": "base-large"}))
+    asyncio.run(spawner._run_apply_user_options({"profile": "gpu"}))
+    assert spawner.environment == {"SPARK_DRIVER_MEMORY": "1g"}
+    assert spawner.extra_host_config["device_requests"] == [{"driver": "", "count": 1, "capabilities": [["gpu"]]}]
+    asyncio.run(spawner._run_apply_user_options({}))
+    assert (spawner.image, spawner.profile and spawner.profile.slug) == (SPARK_IMAGE, "pyspark")
+    assert "device_requests" not in spawner.extra_host_config
+    assert "/srv/groups/modellers" in spawner.volumes and "/srv/groups/analysts" not in spawner.volumes
+
+
+def test_a_forbidden_pick_is_refused_before_the_start_with_403_and_the_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spawner = profiled("alice", tmp_path)
+    with caplog.at_level("WARNING"), pytest.raises(web.HTTPError) as refused:
+        asyncio.run(spawner._run_apply_user_options({"profile": "base-large"}))
+    assert refused.value.status_code == 403
+    message, _ = format_exception(refused.value)
+    assert message.startswith("You may not use the profile 'base-large'")
+    assert "refusing alice's start: You may not use the profile 'base-large'" in caplog.text
+    assert spawner.profile is None
+
+
+def test_a_started_profile_is_the_first_step_and_its_limits_reach_the_container(
+    engine: FakeEngine, tmp_path: Path
+) -> None:
+    spawner = profiled("alice", tmp_path, groups=("modellers",))
+    spawner.apply_profile({"profile": "base-large"})
+    events, failure = asyncio.run(follow_start(spawner))
+    assert failure is None
+    assert messages(events)[1] == "Profile: Base, <large> (4 CPUs, 8 GiB memory)"
+    container = engine.containers["jupyter-alice"]
+    assert container["Image"] == BASE_IMAGE
+    assert (container["HostConfig"]["mem_limit"], container["HostConfig"]["cpu_quota"]) == (8 * 1024**3, 400_000)
+    assert container["Env"]["LAB_PROFILE"] == "large"
+
+
+def test_a_gpu_profile_on_a_host_without_a_gpu_runtime_fails_at_once_saying_why(
+    engine: FakeEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spawner = profiled("gina", tmp_path)
+    spawner.apply_profile({"profile": "gpu"})
+    with caplog.at_level("ERROR"):
+        events, failure = asyncio.run(follow_start(spawner))
+    assert failure is not None
+    message, _ = format_exception(failure)
+    assert message == (
+        "The profile Base with a GPU asks for 1 GPU, but the Docker host cannot hand out GPUs "
+        '(Docker: could not select device driver "" with capabilities: [[gpu]]). Pick another profile, '
+        "or ask an admin to install the host's GPU runtime (e.g. the NVIDIA Container Toolkit)."
+    )
+    assert getattr(failure, "status_code", None) == 503
+    assert "server of profile gpu asks for 1 GPU; Docker refused it: could not select device driver" in caplog.text
+    assert messages(events)[1] == "Profile: Base with a GPU (2 CPUs, 4 GiB memory, 1 GPU)"
+    engine.gpu_runtime = True
+    asyncio.run(spawner.stop())
+    spawner.apply_profile({"profile": "gpu"})
+    assert asyncio.run(spawner.start()) == ("127.0.0.1", 8888)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 from pydantic.alias_generators import to_camel
 
+from infra.flavours import BY_NAME as FLAVOURS
 from infra.settings import (
     LAB_ENVIRONMENT,
     LAB_ENVIRONMENT_PREFIXES,
@@ -70,6 +71,17 @@ NESTED_SECTIONS = {
     for name, field in Settings.model_fields.items()
     if _is_section(field.annotation)
     and any(_is_section(nested.annotation) for nested in _section(field.annotation).model_fields.values())
+}
+
+
+#: A valid profile, for variations.
+PROFILE: dict[str, Any] = {
+    "slug": "large",
+    "displayName": "Data science, large",
+    "description": "More CPU and memory.",
+    "image": "datascience",
+    "cpuLimit": 4,
+    "memLimit": "8g",
 }
 
 
@@ -1101,6 +1113,139 @@ INVALID = [
     ),
     # a section that is not an object
     pytest.param({"hub": "8443"}, bad("hub", "'8443'", "valid dictionary"), id="section-not-an-object"),
+    # profiles
+    pytest.param(
+        {"profiles": [{**PROFILE, "slug": "Large_One"}]},
+        bad("profiles[0].slug", "'Large_One'", "lower-case letters, digits and '-' (not first or last), at most 32"),
+        id="profile-slug-not-short-and-lower-case",
+    ),
+    pytest.param(
+        {"profiles": [PROFILE, {**PROFILE, "displayName": "Again"}]},
+        bad("profiles[1].slug", "'large'", "must differ from profiles[0].slug"),
+        id="profile-slug-twice",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "image": "tensorflow"}]},
+        bad("profiles[0].image", "'tensorflow'", "Input should be 'base', 'datascience' or 'pyspark'"),
+        id="profile-image-not-a-flavour",
+    ),
+    pytest.param(
+        {"spawner": {"allowedImages": ["base"]}, "profiles": [PROFILE]},
+        bad(
+            "profiles[0].image", "'datascience'", "must be one of spawner.allowedImages ['base']: the images the stack"
+        ),
+        id="profile-image-not-built",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "memLimit": "4x"}]},
+        bad("profiles[0].memLimit", "'4x'", "must be a memory size"),
+        id="profile-memory-not-a-size",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "cpuLimit": 0}]},
+        bad("profiles[0].cpuLimit", "0", "greater than 0"),
+        id="profile-without-cpu",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "image": "pyspark", "memLimit": "1g"}]},
+        bad("profiles[0].memLimit", "'1g'", "must be above spark.driverMemory 1g: the driver runs in the server"),
+        id="profile-spark-server-without-room-for-the-driver",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "environment": {"PIP_USER": "0"}}]},
+        bad("profiles[0].environment.PIP_USER", "'0'", "the lab sets PIP_USER in users' servers itself"),
+        id="profile-environment-the-lab-sets",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "environment": {"JUVINI_PROFILE": "x"}}]},
+        bad("profiles[0].environment.JUVINI_PROFILE", "'x'", "names starting with JUPYTERHUB_, JPY_, JUVINI_"),
+        id="profile-environment-lab-prefix",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "gpu": {"count": 1, "deviceIds": ["0"]}}]},
+        bad("profiles[0].gpu.deviceIds", '["0"]', "set count or deviceIds, not both (count is 1)"),
+        id="profile-gpu-count-and-ids",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "gpu": {"deviceIds": ["GPU 0"]}}]},
+        bad("profiles[0].gpu.deviceIds", '["GPU 0"]', "are not GPU ids: an index (0) or a UUID"),
+        id="profile-gpu-id-malformed",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}, "spark": {}, "profiles": [{**PROFILE, "gpu": {"count": 2}}]},
+        bad("profiles[0].gpu", '{"count": 2, "deviceIds": []}', "not with swarm.enabled: Swarm services take no"),
+        id="profile-gpu-with-swarm",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "users": ["not a user!"]}]},
+        bad("profiles[0].users[0]", "'not a user!'", "must be a JupyterHub username"),
+        id="profile-user-not-a-username",
+    ),
+    pytest.param(
+        {"profiles": [{**PROFILE, "groups": [""]}]},
+        bad("profiles[0].groups[0]", "''", "at least 1 character"),
+        id="profile-group-empty",
+    ),
+    pytest.param(
+        {"profiles": [{key: value for key, value in PROFILE.items() if key != "displayName"}]},
+        bad("profiles[0].displayName", "(unset)", "Field required"),
+        id="profile-without-a-display-name",
+    ),
+    # group folders and the data folder
+    pytest.param(
+        {"folders": {"groups": ["modellers"]}},
+        bad("paths.groupsDir", "(unset)", "required with folders.groups ['modellers']: the group folders' root"),
+        id="group-folders-without-their-root",
+    ),
+    pytest.param(
+        {"paths": {"groupsDir": "/srv/juvini/groups"}},
+        bad("paths.groupsDir", "'/srv/juvini/groups'", "only with folders.groups"),
+        id="group-folders-root-without-groups",
+    ),
+    pytest.param(
+        {"paths": {"groupsDir": "/srv/groups"}, "folders": {"groups": ["../etc"]}},
+        bad("folders.groups[0]", "'../etc'", "must be a group name that can name a folder"),
+        id="group-folder-name-escaping-its-root",
+    ),
+    pytest.param(
+        {"paths": {"groupsDir": "/srv/groups"}, "folders": {"groups": ["a", "a"]}},
+        bad("folders.groups", '["a", "a"]', "lists ['a'] more than once"),
+        id="group-folder-twice",
+    ),
+    pytest.param(
+        {"paths": {"groupsDir": "/srv/juvini/users/groups"}, "folders": {"groups": ["a"]}},
+        bad("paths.groupsDir", "'/srv/juvini/users/groups'", "lies inside paths.usersDir /srv/juvini/users"),
+        id="group-folders-inside-users-folders",
+    ),
+    pytest.param(
+        {"paths": {"dataDir": "/shared/jupyterhub/data"}},
+        bad("paths.dataDir", "'/shared/jupyterhub/data'", "lies inside paths.sharedDir /shared/jupyterhub"),
+        id="data-folder-inside-the-shared-folder",
+    ),
+    pytest.param(
+        {"paths": {"dataDir": "data"}},
+        bad("paths.dataDir", "'data'", "must be an absolute path"),
+        id="data-folder-relative",
+    ),
+    pytest.param(
+        {"paths": {"dataDir": "/srv/data"}, "cifs": {"shares": [{**TEAM_SHARE, "name": "data"}]}},
+        bad("cifs.shares[0].name", "'data'", "is the same as the data folder's mount point ~/data"),
+        id="share-over-the-data-folder",
+    ),
+    pytest.param(
+        {
+            "paths": {"groupsDir": "/srv/groups"},
+            "folders": {"groups": ["a"]},
+            "cifs": {"shares": [{**TEAM_SHARE, "mountPath": "shared-groups/team"}]},
+        },
+        bad("cifs.shares[0].mountPath", "'shared-groups/team'", "lies inside the group folders' mount point"),
+        id="share-inside-the-group-folders",
+    ),
+    pytest.param(
+        {"auth": {**LDAP_LOGIN, "ldap": {**LDAP_LOGIN["ldap"], "groupNameAttribute": "cn=x"}}},
+        bad("auth.ldap.groupNameAttribute", "'cn=x'", "String should match pattern"),
+        id="ldap-group-name-attribute-not-an-attribute",
+    ),
 ]
 
 
@@ -1153,6 +1298,8 @@ AUTHENTICATOR_SETTINGS: dict[AuthType, tuple[str, type[BaseModel], dict[str, Any
             "userAttribute": "sAMAccountName",
             "allowedGroups": ["cn=lab,dc=example,dc=org"],
             "adminGroups": ["cn=admins,dc=example,dc=org"],
+            "groupSearchBase": "ou=groups,dc=example,dc=org",
+            "groupNameAttribute": "cn",
         },
     ),
     AuthType.GITHUB: (
@@ -1853,3 +2000,41 @@ def test_invalid_oidc_configuration_names_key_value_and_what_is_allowed(raw: dic
 def test_each_missing_oidc_key_is_named() -> None:
     error = rejected({"auth": {"type": "oidc", "oidc": {"issuer": OIDC["issuer"]}}})
     assert [problem.split(":")[1] for problem in error.problems] == ["auth.oidc.clientId", "auth.oidc.clientSecret"]
+
+
+# --- profiles and folders --------------------------------------------------------------------
+
+
+def test_without_profiles_each_allowed_image_is_a_profile_with_the_global_limits() -> None:
+    settings = parse_settings({"spawner": {"allowedImages": ["pyspark", "base"], "cpuLimit": 3, "memLimit": "6g"}})
+    assert settings.profiles == []
+    assert [(p.slug, p.image, p.cpu_limit, p.mem_limit) for p in settings.spawn_profiles] == [
+        ("pyspark", "pyspark", 3.0, "6g"),
+        ("base", "base", 3.0, "6g"),
+    ]
+    assert [p.display_name for p in settings.spawn_profiles] == [
+        FLAVOURS[name].display_name for name in ("pyspark", "base")
+    ]
+    assert all(p.open_to_everyone and not p.gpu.requested and not p.environment for p in settings.spawn_profiles)
+
+
+def test_profiles_replace_the_implicit_ones_and_take_the_global_limits_they_do_not_set() -> None:
+    small = {"slug": "small", "displayName": "Small", "image": "base"}
+    gpu = {**PROFILE, "slug": "gpu", "gpu": {"deviceIds": ["0", "GPU-8f6c2d1e"]}, "groups": ["DataLab Users"]}
+    settings = parse_settings({"spawner": {"cpuLimit": 1.5, "memLimit": "3g"}, "profiles": [small, gpu]})
+    assert [(p.slug, p.cpu_limit, p.mem_limit) for p in settings.spawn_profiles] == [
+        ("small", 1.5, "3g"),
+        ("gpu", 4.0, "8g"),
+    ]
+    assert settings.profiles[0].cpu_limit is None, "the stack's own values stay as given"
+    assert settings.spawn_profiles[1].gpu.device_ids == ["0", "GPU-8f6c2d1e"]
+    assert settings.spawn_profiles[1].groups == ["DataLab Users"]
+
+
+def test_group_folders_and_the_data_folder() -> None:
+    settings = parse_settings(
+        {"paths": {"groupsDir": "/srv/groups", "dataDir": "/srv/data"}, "folders": {"groups": ["modellers", "a.b"]}}
+    )
+    assert settings.folders.groups == ["modellers", "a.b"]
+    assert set(settings.paths.folders()) >= {"paths.groupsDir", "paths.dataDir"}
+    assert "paths.dataDir" not in parse_settings({}).paths.folders()

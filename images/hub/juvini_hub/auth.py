@@ -4,6 +4,9 @@ Adds what the stock authenticator lacks:
 
 - usernames typed with surrounding spaces or in upper case map to one account;
 - members of ``admin_groups`` are hub admins (and always allowed in);
+- with ``group_search_base`` (and ``Authenticator.manage_groups``), the user's directory groups
+  become their hub groups at each login: a membership removed in the directory is gone at the
+  next login (profiles and group folders follow hub groups);
 - with Kerberos enabled (``c.KerberosTickets``, shared with the spawner), the login
   password obtains a Kerberos ticket (``kinit``) for the user's container; the password
   is kept only in JupyterHub's encrypted auth state, so a later start of the server can
@@ -35,6 +38,12 @@ class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
     keep_password = Bool(
         False, help="Keep the password in the encrypted auth state (for per-user Windows shares at spawn)."
     ).tag(config=True)
+    group_search_base = Unicode(
+        "",
+        help="Where the user's groups are searched (LDAPAuthenticator.group_search_filter, with the user's own "
+        "bind); with Authenticator.manage_groups they become the user's hub groups. Empty: no group lookup.",
+    ).tag(config=True)
+    group_name_attribute = Unicode("cn", help="Attribute of a group entry that names its hub group.").tag(config=True)
 
     def normalize_username(self, username: str) -> str:
         return super().normalize_username(username.strip())
@@ -52,6 +61,9 @@ class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
             groups = self._member_groups(login["username"], login["password"], self.admin_groups)
             auth_state["admin_groups"] = groups
             result["admin"] = bool(groups) or name in self.admin_users
+        if self.manage_groups and self.group_search_base:
+            # Every login says which groups the user is in: none found is none, and removes the old ones.
+            result["groups"] = self._directory_groups(login["username"], login["password"])
         if self.kerberos.enabled:
             outcome = await self.kerberos.at_login(name, login["password"])
             auth_state["kerberos"] = outcome.as_state()
@@ -86,6 +98,28 @@ class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
             ):
                 found.append(group)
         return found
+
+    def _directory_groups(self, login: str, password: str) -> list[str]:
+        """The names of the groups below ``group_search_base`` the user is a member of (own bind)."""
+        userdn, uid = self._user_dn(login, password)
+        if userdn is None:
+            return []
+        conn = self.get_connection(userdn, password)
+        if not conn:
+            return []
+        query = self.group_search_filter.format(userdn=escape_filter_chars(userdn), uid=escape_filter_chars(uid))
+        conn.search(
+            search_base=self.group_search_base,
+            search_scope=ldap3.SUBTREE,
+            search_filter=query,
+            attributes=[self.group_name_attribute],
+        )
+        names: set[str] = set()
+        for entry in conn.entries:
+            values = entry.entry_attributes_as_dict.get(self.group_name_attribute) or []
+            names.update(str(value) for value in values[:1])
+        self.log.info("%s's directory groups: %s", login, ", ".join(sorted(names)) or "none")
+        return sorted(names)
 
     def _user_dn(self, login: str, password: str) -> tuple[str | None, str]:
         if self.lookup_dn:

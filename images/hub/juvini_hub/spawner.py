@@ -1,6 +1,8 @@
 """The lab's spawners: DockerSpawner (one host) and SwarmSpawner (scale-out) with what the
 lab adds before a user's server starts:
 
+- the profile the user picked (``juvini_hub.profiles``): its image, limits, environment and GPUs,
+  refused with 403 when it is not for them; the shared folders of the user's groups;
 - the user's persistent folder, created owned by the lab uid/gid (it becomes their home);
 - with Kerberos, the user's ticket renewed and mounted (``juvini_hub.kerberos``);
 - on a single Docker host, the user's own Windows shares and, for a server of a Spark image,
@@ -34,15 +36,17 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 import docker.tls
+from docker.errors import APIError
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner, SwarmSpawner
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 
 from juvini_hub.contract import check_required, required
 from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import WithKerberosTickets
+from juvini_hub.profiles import Profile, ProfileRefused, choose, open_profiles, options_form, options_from_form
 from juvini_hub.progress import SpawnProgress, UserFacingError
 from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
 
@@ -55,6 +59,7 @@ _RESERVED: dict[str, SparkPorts] = {}
 _DOCKER_CALLS = DockerCalls()
 
 #: Progress (out of 100) of each step of a start; JupyterHub sends 0 (requested) and 100 (ready).
+PROFILE_STEP = 5
 FOLDER_STEP = 10
 KERBEROS_STEP = 20
 SHARES_STEP = 30
@@ -85,6 +90,21 @@ PER_START_VARIABLES = frozenset(
         "SPARK_DRIVER_HOST",
     }
 )
+
+
+def _apply_profile(spawner: JuviniSpawnerMixin, user_options: dict[str, Any]) -> None:
+    """JupyterHub's apply_user_options hook: runs before each start, from the form or the REST API."""
+    spawner.apply_profile(user_options)
+
+
+def _options_form(spawner: JuviniSpawnerMixin) -> str:
+    return options_form(spawner.open_profiles(), spawner.user_options.get("profile"))
+
+
+def gpu_refused(error: APIError) -> bool:
+    """Whether Docker refused a container's device request (no GPU runtime for capability gpu)."""
+    text = str(error.explanation or error).lower()
+    return "device driver" in text or "capabilities: [[gpu]]" in text
 
 
 def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +150,9 @@ class JuviniSpawnerMixin(WithKerberosTickets):
         object_name: str
         object_id: str
         image: str
+        cpu_limit: float | None
+        mem_limit: int | None
+        user_options: dict[str, Any]
         tls_config: dict[str, Any]
         client_kwargs: dict[str, Any]
 
@@ -160,6 +183,24 @@ class JuviniSpawnerMixin(WithKerberosTickets):
         "answer, within Spawner.http_timeout.",
     ).tag(config=True)
 
+    profiles = required(
+        List(
+            Dict(),
+            help="Profiles users pick at spawn, in order (juvini_hub.profiles.Profile.from_config): slug, "
+            "display_name, description, image, image_name, cpu_limit, mem_limit (bytes), environment, gpu, "
+            "groups, users.",
+        )
+    )
+    group_folders = required(
+        List(
+            Dict(),
+            help="Shared folders of hub groups: dicts of group, path (on the host) and bind (in the server); "
+            "each is mounted only into the servers of the group's members.",
+        )
+    )
+
+    #: The profile of the start under way (or the last one); None until a profile applies.
+    profile: Profile | None = None
     _progress: SpawnProgress | None = None
     # When the start under way began: JupyterHub gives start() start_timeout seconds from then.
     _start_began = 0.0
@@ -167,6 +208,66 @@ class JuviniSpawnerMixin(WithKerberosTickets):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_required(self)
+        # What the config sets, which each start's profile goes over afresh.
+        self._configured: dict[str, Any] = {
+            name: getattr(self, name) for name in ("environment", "volumes", "extra_host_config")
+        }
+
+    # --- profiles --------------------------------------------------------------------------
+
+    @default("options_form")
+    def _profiles_form(self) -> Any:
+        return _options_form
+
+    @default("options_from_form")
+    def _profile_from_form(self) -> Any:
+        return options_from_form
+
+    @default("apply_user_options")
+    def _apply_profile_default(self) -> Any:
+        return _apply_profile
+
+    def profile_table(self) -> list[Profile]:
+        return [Profile.from_config(item) for item in self.profiles]
+
+    def user_groups(self) -> list[str]:
+        """The hub groups the user is a member of (from the directory at login, or an admin's)."""
+        return sorted(group.name for group in getattr(self.user, "groups", None) or [])
+
+    def open_profiles(self) -> list[Profile]:
+        return open_profiles(self.profile_table(), self.user.name, self.user_groups())
+
+    def apply_profile(self, user_options: dict[str, Any]) -> Profile:
+        """Give this start the profile the user chose (or their default), with their groups' folders."""
+        groups = self.user_groups()
+        try:
+            chosen = choose(self.profile_table(), self.user.name, groups, user_options, self.image_choices())
+        except ProfileRefused as refused:
+            self.log.warning("refusing %s's start: %s", self.user.name, refused.message)
+            reason = "Profile not allowed" if refused.status == 403 else "Unknown profile"
+            raise UserFacingError(refused.status, refused.message, reason=reason) from None
+        self.profile = chosen
+        self.image = chosen.image
+        self.cpu_limit = chosen.cpu_limit
+        self.mem_limit = chosen.mem_limit
+        self.environment = {**self._configured["environment"], **chosen.environment}
+        folders = {
+            folder["path"]: {"bind": folder["bind"], "mode": "rw"}
+            for folder in self.group_folders
+            if folder["group"] in groups
+        }
+        self.volumes = {**self._configured["volumes"], **folders}
+        host_config = self._configured["extra_host_config"]
+        if chosen.gpu is not None:
+            host_config = _merged(host_config, {"device_requests": [chosen.gpu.device_request()]})
+        self.extra_host_config = host_config
+        self.log.info("%s starts with profile %s (%s)", self.user.name, chosen.slug, chosen.resources())
+        return chosen
+
+    def image_choices(self) -> dict[str, str]:
+        """Display name -> image: what ``{"image": ...}`` may name (DockerSpawner.allowed_images)."""
+        allowed = getattr(self, "allowed_images", None)
+        return dict(allowed) if isinstance(allowed, dict) else {}
 
     # --- Docker calls: a bounded pool, one client per thread ---------------------------------
 
@@ -210,6 +311,8 @@ class JuviniSpawnerMixin(WithKerberosTickets):
             self._progress = None  # the last start's steps
         progress = self.spawn_progress()
         try:
+            if self.profile is not None:
+                progress.step(PROFILE_STEP, f"Profile: {self.profile.display_name} ({self.profile.resources()})")
             self.forget_last_start()
             self.ensure_user_folder()
             progress.step(FOLDER_STEP, "Your persistent home folder is ready")
@@ -270,13 +373,41 @@ class JuviniSpawnerMixin(WithKerberosTickets):
             ) from None
 
     async def create_object(self) -> Any:
-        created = await super().create_object()  # type: ignore[misc]
+        try:
+            created = await super().create_object()  # type: ignore[misc]
+        except docker.errors.APIError as error:
+            self._gpu_unavailable(error)
+            raise
         self.spawn_progress().step(CREATED_STEP, f"{self.object_type.title()} created from {self.image}")
         return created
 
     async def start_object(self) -> None:
-        await super().start_object()  # type: ignore[misc]
+        try:
+            await super().start_object()  # type: ignore[misc]
+        except docker.errors.APIError as error:
+            self._gpu_unavailable(error)
+            raise
         self.spawn_progress().step(STARTED_STEP, "Server starting: waiting for JupyterLab to answer")
+
+    def _gpu_unavailable(self, error: APIError) -> None:
+        """A GPU profile on a host whose Docker has no GPU runtime: say so, at once."""
+        if self.profile is None or self.profile.gpu is None or not gpu_refused(error):
+            return
+        explanation = error.explanation or str(error)
+        self.log.error(
+            "%s's server of profile %s asks for %s; Docker refused it: %s",
+            self.user.name,
+            self.profile.slug,
+            self.profile.gpu.describe(),
+            explanation,
+        )
+        raise UserFacingError(
+            503,
+            f"The profile {self.profile.display_name} asks for {self.profile.gpu.describe()}, but the Docker host "
+            f"cannot hand out GPUs (Docker: {explanation}). Pick another profile, or ask an admin to install the "
+            "host's GPU runtime (e.g. the NVIDIA Container Toolkit).",
+            reason="GPU unavailable",
+        ) from None
 
     def answer_url(self, ip: str, port: int) -> str:
         """The URL the hub checks once start() returns (jupyterhub.user.User._wait_up)."""
@@ -532,6 +663,14 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
         # The last start's share volumes are gone (removed at stop); this start makes its own.
         shares = {self.user_share_volume(share["name"]) for share in self.cifs_user_shares}
         self.volumes = {name: mount for name, mount in self.volumes.items() if name not in shares}
+        self._unpublish()
+
+    def apply_profile(self, user_options: dict[str, Any]) -> Profile:
+        self._unpublish()  # the container options the profile goes over are the config's
+        return super().apply_profile(user_options)
+
+    def _unpublish(self) -> None:
+        """Take back the last start's Spark pair from the container options."""
         if self._before_publish is not None:
             self.extra_create_kwargs, self.extra_host_config = self._before_publish
             self._before_publish = None
