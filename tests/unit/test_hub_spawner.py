@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import socket
 import threading
@@ -24,6 +25,7 @@ import docker.types
 import pytest
 import requests
 from dockerspawner import DockerSpawner
+from jupyterhub import orm
 from jupyterhub.utils import format_exception, iterate_until, url_path_join, wait_for_http_server
 from ldapauthenticator import LDAPAuthenticator
 from pydantic import SecretStr
@@ -41,6 +43,7 @@ from juvini_hub.contract import MissingConfig
 from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import KerberosTickets, KinitResult
 from juvini_hub.profiles import Gpu, Profile, ProfileRefused, choose, open_profiles
+from juvini_hub.reconcile import recorded_containers, remove_unrecorded
 from juvini_hub.spark_ports import (
     BLOCK_MANAGER_PORT_LABEL,
     DRIVER_PORT_LABEL,
@@ -1541,3 +1544,202 @@ def test_a_gpu_profile_on_a_host_without_a_gpu_runtime_fails_at_once_saying_why(
     asyncio.run(spawner.stop())
     spawner.apply_profile({"profile": "gpu"})
     assert asyncio.run(spawner.start()) == ("127.0.0.1", 8888)
+
+
+# --- a hub killed while servers start: its next start sweeps the containers it never recorded ----
+
+USER_LABELS = {"org.juvini.project": "juvini", "org.juvini.stack": "t", "org.juvini.role": "user"}
+
+
+@pytest.fixture(autouse=True)
+def no_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's hub process sweeps afresh; the tests above start from a hub whose sweep found nothing."""
+    monkeypatch.setattr(spawner_module, "_SWEEP", None)
+
+    async def nothing_to_sweep(self: JuviniDockerSpawner) -> None:
+        return None
+
+    monkeypatch.setattr(JuviniDockerSpawner, "sweep_unrecorded", nothing_to_sweep)
+
+
+class EngineClient(FakeClient):
+    """FakeClient listing containers as the engine does: running ones, or all with ``all=True``."""
+
+    def containers(self, filters: dict[str, Any], all: bool = False) -> list[dict[str, Any]]:
+        with self.engine.call(self, "containers"):
+            wanted = set(filters["label"])
+            return [
+                {
+                    "Id": c["Id"],
+                    "Names": [f"/{c['Name']}"],
+                    "State": "running" if c["State"]["Running"] else "created",
+                    "Labels": c["Labels"],
+                }
+                for c in self.engine.containers.values()
+                if (all or c["State"]["Running"])
+                and wanted <= set(c["Labels"]) | {f"{k}={v}" for k, v in c["Labels"].items()}
+            ]
+
+    def remove_container(self, container_id: str, v: bool = False, force: bool = False) -> None:
+        with self.engine.call(self, "remove_container"):
+            container = self._container(container_id)
+            if container["State"]["Running"] and not force:
+                raise api_error(409, "You cannot remove a running container")
+            del self.engine.containers[container["Name"]]
+
+
+@dataclass
+class CrashedHub:
+    """A hub database (JupyterHub's own tables, in memory) and the engine as a killed hub left them."""
+
+    engine: FakeEngine
+    db: Any
+    users_dir: Path
+
+    def saved_server(self, name: str, state: dict[str, Any] | None) -> None:
+        """A user whose server the database holds, with the spawner state it saved ({} until a start returns)."""
+        user = orm.User(name=name)
+        self.db.add(user)
+        self.db.add(orm.Spawner(user=user, name="", state=state, server=orm.Server()))
+        self.db.commit()
+
+    def container(
+        self, name: str, *, running: bool, labels: dict[str, str], pair: tuple[int, int] | None = None
+    ) -> str:
+        spark = SparkPorts(*pair).labels() if pair else {}
+        self.engine.containers[name] = {
+            "Id": f"id-{name}",
+            "Name": name,
+            "Labels": labels | spark,
+            "State": {"Running": running},
+            "Config": {"Env": []},
+            "HostConfig": {},
+        }
+        return f"id-{name}"
+
+    def spawner(self, name: str) -> JuviniDockerSpawner:
+        """The user's spawner as the restarted hub makes it: the rendered config, the saved state loaded."""
+        config = Config()
+        config.DockerSpawner.name_template = "juvini-t-user-{username}"
+        config.JuviniDockerSpawner.extra_create_kwargs = {"user": "2100:2100", "labels": USER_LABELS}
+        spawner = engine_spawner(name, self.users_dir, config=config)
+        spawner.user = types.SimpleNamespace(**vars(make_user(name)), db=self.db)
+        saved = self.db.query(orm.Spawner).join(orm.User).filter(orm.User.name == name).one_or_none()
+        spawner.load_state((saved.state if saved else None) or {})
+        return spawner
+
+
+@pytest.fixture
+def crashed_hub(engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[CrashedHub]:
+    monkeypatch.setattr(
+        spawner_module.JuviniSpawnerMixin, "new_docker_client", lambda self, version: EngineClient(engine, version)
+    )
+    monkeypatch.setattr(JuviniDockerSpawner, "sweep_unrecorded", SWEEP)
+    db = orm.new_session_factory("sqlite:///:memory:")()
+    yield CrashedHub(engine, db, tmp_path)
+    db.close()
+
+
+SWEEP = JuviniDockerSpawner.sweep_unrecorded
+
+
+def crash_scene(hub: CrashedHub) -> None:
+    """Alice's server was up (its start returned and saved its container); Bob's was started and Carol's
+    created when the hub died (neither start returned); Dave's server is another stack's on the host."""
+    alice = hub.container("juvini-t-user-alice", running=True, labels=USER_LABELS, pair=(12000, 11100))
+    hub.saved_server("alice", {"object_id": alice, "object_name": "juvini-t-user-alice"})
+    hub.container("juvini-t-user-bob", running=True, labels=USER_LABELS, pair=(12001, 11101))
+    hub.saved_server("bob", {})
+    hub.container("juvini-t-user-carol", running=False, labels=USER_LABELS)
+    hub.saved_server("carol", None)
+    other_stack = USER_LABELS | {"org.juvini.stack": "other"}
+    hub.container("juvini-other-user-dave", running=True, labels=other_stack, pair=(12002, 11102))
+    hub.container("juvini-t-hub", running=True, labels=USER_LABELS | {"org.juvini.role": "hub"})
+
+
+def test_the_restarted_hubs_check_finds_unfinished_starts_gone_and_saved_servers_running(
+    crashed_hub: CrashedHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    crash_scene(crashed_hub)
+    spawners = [crashed_hub.spawner(name) for name in ("alice", "bob", "carol")]
+
+    async def check_all() -> list[Any]:
+        # What JupyterHub's init_spawners does: poll every server the database holds, at once.
+        return await asyncio.gather(*(spawner.poll() for spawner in spawners))
+
+    with caplog.at_level("INFO"):
+        statuses = asyncio.run(check_all())
+    # Alice's server runs on (the hub keeps it and its route); Bob's and Carol's are gone, so the hub
+    # clears them at once (not after http_timeout) and they may start again.
+    assert statuses == [None, 0, 0]
+    assert set(crashed_hub.engine.containers) == {"juvini-t-user-alice", "juvini-other-user-dave", "juvini-t-hub"}
+    assert "removing juvini-t-user-bob (id-juvini-t-, running, Spark ports 12001/11101)" in caplog.text
+    assert "removing juvini-t-user-carol (id-juvini-t-, created)" in caplog.text
+    assert "2 removed" in caplog.text
+    assert crashed_hub.engine.calls.count("containers") == 1, "the sweep runs once per hub process"
+
+
+def test_a_pair_an_unfinished_start_held_is_handed_out_again(crashed_hub: CrashedHub) -> None:
+    crash_scene(crashed_hub)
+    erin = crashed_hub.spawner("erin")
+    asyncio.run(erin.start())
+    # 12000 is Alice's and 12002 Dave's (another stack, same host ports); Bob's 12001 is free again.
+    assert erin.spark_ports == SparkPorts(12001, 11101)
+    assert crashed_hub.engine.containers["juvini-t-user-erin"]["State"]["Running"]
+    assert "juvini-t-user-bob" not in crashed_hub.engine.containers
+
+
+def test_a_user_whose_start_was_cut_starts_again_in_a_new_container(crashed_hub: CrashedHub) -> None:
+    crash_scene(crashed_hub)
+    carol = crashed_hub.spawner("carol")
+    assert asyncio.run(carol.poll()) == 0
+    assert asyncio.run(carol.start()) == ("127.0.0.1", 8888)
+    container = crashed_hub.engine.containers["juvini-t-user-carol"]
+    assert container["State"]["Running"] and carol.object_id == container["Id"]
+    assert container["Labels"][DRIVER_PORT_LABEL] == "12001"
+
+
+def test_the_sweep_does_not_remove_the_containers_of_starts_under_way(crashed_hub: CrashedHub) -> None:
+    """Starts that begin with the hub wait for its sweep before making their containers."""
+    spawners = [crashed_hub.spawner(name) for name in ("frank", "grace", "heidi")]
+
+    async def start_all() -> None:
+        await asyncio.gather(*(spawner.start() for spawner in spawners))
+
+    asyncio.run(start_all())
+    assert {f"juvini-t-user-{name}" for name in ("frank", "grace", "heidi")} == set(crashed_hub.engine.containers)
+    assert "remove_container" not in crashed_hub.engine.calls
+
+
+def test_without_labels_naming_the_stacks_containers_nothing_is_removed(
+    crashed_hub: CrashedHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    crash_scene(crashed_hub)
+    before = set(crashed_hub.engine.containers)
+
+    async def docker_call(method: str, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"no Docker call expected, got {method}")
+
+    removed = asyncio.run(remove_unrecorded(docker_call, {}, set(), logging.getLogger("test")))
+    assert removed == []
+    assert set(crashed_hub.engine.containers) == before
+    assert "no labels name them" in caplog.text
+
+
+def test_a_failed_sweep_leaves_the_hub_checking_and_starting(
+    crashed_hub: CrashedHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    crash_scene(crashed_hub)
+
+    def broken_database(self: JuviniDockerSpawner) -> list[dict[str, Any]]:
+        raise RuntimeError("database locked")
+
+    monkeypatch.setattr(JuviniDockerSpawner, "saved_states", broken_database)
+    alice = crashed_hub.spawner("alice")
+    assert asyncio.run(alice.poll()) is None
+    assert "could not remove users' containers of unfinished starts" in caplog.text
+    assert "juvini-t-user-bob" in crashed_hub.engine.containers
+
+
+def test_saved_states_name_the_containers_of_finished_starts_only() -> None:
+    assert recorded_containers([{"object_id": "a", "object_name": "n"}, {}, None, {"object_id": ""}]) == {"a"}

@@ -39,6 +39,7 @@ import docker.tls
 from docker.errors import APIError
 from docker.utils import kwargs_from_env
 from dockerspawner import DockerSpawner, SwarmSpawner
+from jupyterhub import orm
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
@@ -48,6 +49,7 @@ from juvini_hub.docker_calls import DockerCalls
 from juvini_hub.kerberos import WithKerberosTickets
 from juvini_hub.profiles import Profile, ProfileRefused, choose, open_profiles, options_form, options_from_form
 from juvini_hub.progress import SpawnProgress, UserFacingError
+from juvini_hub.reconcile import recorded_containers, remove_unrecorded
 from juvini_hub.spark_ports import DRIVER_PORT_LABEL, PortRange, PortsExhausted, SparkPorts, allocate
 
 # Pairs handed out to servers whose containers are being created: the hub is one
@@ -57,6 +59,10 @@ _RESERVED: dict[str, SparkPorts] = {}
 
 # The Docker threads and their clients, shared by every spawner of the hub.
 _DOCKER_CALLS = DockerCalls()
+
+# The removal of users' containers no saved server records (juvini_hub.reconcile): once per
+# hub process, awaited by every check and start of a server on a single Docker host.
+_SWEEP: asyncio.Task[None] | None = None
 
 #: Progress (out of 100) of each step of a start; JupyterHub sends 0 (requested) and 100 (ready).
 PROFILE_STEP = 5
@@ -526,6 +532,11 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
     # The container options as they were before the last start published its pair.
     _before_publish: tuple[dict[str, Any], dict[str, Any]] | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The labels the config gives users' containers (the stack's): they name the ones to sweep.
+        self._server_labels: dict[str, str] = dict(self.extra_create_kwargs.get("labels") or {})
+
     @validate("spark_driver_ports", "spark_block_manager_ports")
     def _port_range(self, proposal: dict[str, Any]) -> str:
         try:
@@ -587,7 +598,33 @@ class JuviniDockerSpawner(JuviniSpawnerMixin, DockerSpawner):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 await self.docker("remove_volume", self.user_share_volume(share["name"]))
 
+    # --- after a hub crash: containers of starts the hub never finished --------------------
+
+    async def poll(self) -> Any:
+        await self.after_start_up_sweep()  # the restarted hub checks its servers with poll first
+        return await super().poll()
+
+    async def after_start_up_sweep(self) -> None:
+        """Wait for this hub process's one sweep of users' containers, starting it if none did."""
+        global _SWEEP
+        if _SWEEP is None:
+            _SWEEP = asyncio.ensure_future(self.sweep_unrecorded())
+        await asyncio.shield(_SWEEP)
+
+    async def sweep_unrecorded(self) -> None:
+        """Remove the stack's users' containers no saved spawner state names (juvini_hub.reconcile)."""
+        try:
+            recorded = recorded_containers(self.saved_states())
+            await remove_unrecorded(self.docker, self._server_labels, recorded, self.log)
+        except Exception:  # the hub must still start; a user's next start replaces their own leftover
+            self.log.exception("could not remove users' containers of unfinished starts")
+
+    def saved_states(self) -> list[dict[str, Any] | None]:
+        """The spawner state the hub's database holds for every server of every user."""
+        return [saved.state for saved in self.user.db.query(orm.Spawner)]
+
     async def start_server(self) -> tuple[str, int]:
+        await self.after_start_up_sweep()  # no container of this start exists before the sweep lists
         await self.prepare_user_shares()
         self.spark_ports = await self._allocate_spark_ports()
         try:
