@@ -103,6 +103,10 @@ def _swarm(settings: Settings) -> list[Problem]:
         for key in ("driverPorts", "blockManagerPorts", "driverHost")
         if key in spark
     ]
+    problems += [
+        problem._replace(key=f"security.userContainers.{problem.key}")
+        for problem in settings.security.user_containers.swarm_only_problems()
+    ]
     return problems
 
 

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import docker.api.service
+import docker.types
 import pytest
 from dockerspawner import DockerSpawner, SwarmSpawner
 from jupyterhub.app import JupyterHub
@@ -758,3 +759,19 @@ def test_rendered_file_has_no_undefined_or_unused_names(load: Load, variant: str
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- users' containers locked down -------------------------------------------------------
+
+
+def test_users_containers_are_locked_down_by_default(load: Load) -> None:
+    extra = option(load().config, DockerSpawner, "extra_host_config")
+    sent = docker.types.HostConfig(version="1.41", **extra)
+    assert sent["CapDrop"] == ["ALL"] and sent["SecurityOpt"] == ["no-new-privileges:true"]
+    assert sent["PidsLimit"] == 2048 and {u["Name"] for u in sent["Ulimits"]} == {"nofile", "core"}
+
+
+def test_swarm_services_drop_the_capabilities(load: Load) -> None:
+    spec = option(load(variant="swarm").config, SwarmSpawner, "extra_container_spec")
+    container_spec = docker.types.ContainerSpec(image="x", **spec)
+    assert container_spec["CapabilityDrop"] == ["ALL"] and container_spec["User"] == "2100:2100"
