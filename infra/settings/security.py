@@ -69,11 +69,15 @@ class UserContainerSecurity(Section):
         le=4_194_304,
         description="Most processes and threads in one user's container (a JVM counts each thread); 0: no limit.",
     )
+    # 0 by default: a limit above the engine's own hard limit fails every container start
+    # ("error setting rlimit type 7"), and engines differ (systemd's docker.service has
+    # 1048576; a dockerd started by hand has its shell's).
     open_files: int = Field(
-        default=65536,
+        default=0,
         ge=0,
         le=1_048_576,
-        description="Most open files per process in users' containers (ulimit -n, soft and hard); 0: Docker's.",
+        description="Most open files per process in users' containers (ulimit -n, soft and hard); "
+        "0: the engine's; at most the engine's own hard limit.",
     )
     core_dumps: bool = Field(
         default=False,

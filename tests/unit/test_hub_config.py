@@ -768,10 +768,17 @@ def test_users_containers_are_locked_down_by_default(load: Load) -> None:
     extra = option(load().config, DockerSpawner, "extra_host_config")
     sent = docker.types.HostConfig(version="1.41", **extra)
     assert sent["CapDrop"] == ["ALL"] and sent["SecurityOpt"] == ["no-new-privileges:true"]
-    assert sent["PidsLimit"] == 2048 and {u["Name"] for u in sent["Ulimits"]} == {"nofile", "core"}
+    assert sent["PidsLimit"] == 2048 and {u["Name"] for u in sent["Ulimits"]} == {"core"}
 
 
 def test_swarm_services_drop_the_capabilities(load: Load) -> None:
     spec = option(load(variant="swarm").config, SwarmSpawner, "extra_container_spec")
     container_spec = docker.types.ContainerSpec(image="x", **spec)
     assert container_spec["CapabilityDrop"] == ["ALL"] and container_spec["User"] == "2100:2100"
+
+
+def test_native_accounts_lock_after_failed_logins(load: Load) -> None:
+    native = load().config.NativeAuthenticator
+    assert native.allowed_failed_logins == 5 and native.seconds_before_next_try == 600
+    custom = load({"auth": {"native": {"allowedFailedLogins": 0, "lockoutSeconds": 60}}}).config.NativeAuthenticator
+    assert custom.allowed_failed_logins == 0 and custom.seconds_before_next_try == 60

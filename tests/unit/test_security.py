@@ -33,10 +33,12 @@ def test_defaults_lock_users_containers_down() -> None:
     assert sent["CapDrop"] == ["ALL"] and sent.get("CapAdd") in (None, [])
     assert sent["SecurityOpt"] == ["no-new-privileges:true"]
     assert sent["PidsLimit"] == 2048
-    assert sorted((u["Name"], u["Soft"], u["Hard"]) for u in sent["Ulimits"]) == [
-        ("core", 0, 0),
-        ("nofile", 65536, 65536),
-    ]
+    assert [(u["Name"], u["Soft"], u["Hard"]) for u in sent["Ulimits"]] == [("core", 0, 0)]
+
+
+def test_open_files_when_set() -> None:
+    security = parse_settings({"security": {"userContainers": {"openFiles": 16384}}}).security.user_containers
+    assert ("nofile", 16384, 16384) in [(u["Name"], u["Soft"], u["Hard"]) for u in host_config(security)["Ulimits"]]
 
 
 def test_a_lab_can_give_back_what_it_needs() -> None:
