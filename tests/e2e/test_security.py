@@ -9,15 +9,17 @@ import docker
 import pytest
 import requests
 
-from tests.e2e.conftest import STACK, Lab
+from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
 from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
 
 #: The default of security.userContainers.pidsLimit (Pulumi.dev.yaml and the e2e lab keep it).
 PIDS_LIMIT = 2048
-#: What util-linux's mount says when it runs without its setuid root (no-new-privileges).
-MOUNT_WITHOUT_SETUID = "effective UID is 2100"
+#: A setuid-root copy of `id` that the test puts into a container as root: run by the lab user,
+#: it prints the effective uid it got.
+SETUID_ID = "/tmp/juvini-setuid-id"
+MAKE_SETUID_ID = f"cp /usr/bin/id {SETUID_ID} && chmod 4755 {SETUID_ID}"
 
 #: Run in a kernel: as many `sleep` processes as the container allows (a fork bomb that stops).
 PROCESS_FLOOD = """
@@ -35,20 +37,23 @@ import subprocess
 subprocess.run(["pkill", "-x", "sleep"], check=False)
 """
 #: Run in a kernel: what the kernel's process may do.
-PRIVILEGES = """
+PRIVILEGES = (
+    f"SETUID_ID = {SETUID_ID!r}\n"
+    + """
 import json, subprocess
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
-mount = subprocess.run(["mount", "-t", "tmpfs", "none", "/mnt"], capture_output=True, text=True)
+effective = subprocess.run([SETUID_ID, "-u"], capture_output=True, text=True)
 setuid = subprocess.run(["find", "/usr/bin", "/bin", "-perm", "-4000", "-type", "f"], capture_output=True, text=True)
 print(json.dumps({
     "no_new_privs": status["NoNewPrivs"].strip(),
     "cap_eff": status["CapEff"].strip(),
     "cap_bnd": status["CapBnd"].strip(),
-    "mount": mount.returncode, "mount_says": mount.stderr.strip(),
+    "setuid_id_euid": effective.stdout.strip() or effective.stderr.strip(),
     "setuid_binaries": setuid.stdout.split(),
     "core": subprocess.run(["sh", "-c", "ulimit -c"], capture_output=True, text=True).stdout.strip(),
 }))
 """
+)
 
 
 def container(lab: Lab, name: str) -> docker.models.containers.Container:
@@ -79,15 +84,28 @@ def answers(user: LabUser) -> bool:
 
 def test_users_containers_have_no_capabilities_and_gain_no_privileges(lab: Lab, two_users: tuple) -> None:
     mallory, _ = two_users
-    host_config = container(lab, mallory.name).attrs["HostConfig"]
+    user_container = container(lab, mallory.name)
+    host_config = user_container.attrs["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"], host_config["CapDrop"]
     assert host_config["SecurityOpt"] == ["no-new-privileges:true"], host_config["SecurityOpt"]
     assert host_config["PidsLimit"] == PIDS_LIMIT
+    made = user_container.exec_run(["sh", "-c", MAKE_SETUID_ID], user="0")
+    assert made.exit_code == 0, made.output
     inside = json.loads(mallory.run_code(PRIVILEGES).strip().splitlines()[-1])
-    assert inside["setuid_binaries"], "the images hold setuid binaries: the check below must mean something"
+    assert inside["setuid_binaries"], "the images hold setuid binaries (su, mount, ...)"
     assert inside["no_new_privs"] == "1" and int(inside["cap_eff"], 16) == 0 and int(inside["cap_bnd"], 16) == 0
-    assert inside["mount"] != 0 and MOUNT_WITHOUT_SETUID in inside["mount_says"], inside["mount_says"]
+    assert inside["setuid_id_euid"] == "2100", f"a setuid-root program ran as {inside['setuid_id_euid']}"
     assert inside["core"] == "0", inside
+    # The same program in the same image without the lab's options does give root: the check
+    # above means something.
+    control = lab.docker.containers.run(
+        user_container.image.id,
+        ["sh", "-c", f"{MAKE_SETUID_ID} && su -s /bin/sh labuser -c '{SETUID_ID} -u'"],
+        entrypoint=[],
+        user="0",
+        remove=True,
+    )
+    assert control.decode().strip() == "0", control
 
 
 def test_a_fork_bomb_stays_inside_its_container(lab: Lab, two_users: tuple) -> None:
@@ -129,3 +147,34 @@ def _pid(run: object) -> str | None:
         return run("import os; print(os.getpid())", 20).strip()  # type: ignore[operator]
     except (DeadlineExceeded, AssertionError, OSError):
         return None
+
+
+#: auth.native.allowedFailedLogins (the default; the e2e lab keeps it).
+ALLOWED_FAILED_LOGINS = 5
+
+
+def _logs_in(lab: Lab, username: str, password: str) -> bool:
+    """One login through the form, in a fresh browser-like session."""
+    session = requests.Session()
+    session.verify, session.trust_env = lab.ca_file, False
+    session.get(lab.url + "hub/login", timeout=30).raise_for_status()
+    form = {"_xsrf": session.cookies.get("_xsrf", ""), "username": username, "password": password}
+    answer = session.post(lab.url + "hub/login", data=form, timeout=30, allow_redirects=False)
+    return answer.status_code in (302, 303) and "jupyterhub-session-id" in session.cookies
+
+
+def test_password_guessing_locks_the_account_for_a_while(lab: Lab) -> None:
+    victim, bystander = lab.user("guessed"), lab.user("bystander")
+    victim.sign_up()
+    bystander.sign_up()
+    assert _logs_in(lab, victim.name, victim.password)
+    for attempt in range(ALLOWED_FAILED_LOGINS):
+        assert not _logs_in(lab, victim.name, f"guess-{attempt}")
+    assert not _logs_in(lab, victim.name, victim.password), "the right password must wait out the lockout"
+    assert _logs_in(lab, bystander.name, bystander.password), "only the guessed account is locked"
+    wait_for(
+        f"the account to unlock after {LOCKOUT_SECONDS} s",
+        lambda: _logs_in(lab, victim.name, victim.password),
+        timeout=LOCKOUT_SECONDS * 4,
+        interval=2,
+    )
