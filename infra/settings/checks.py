@@ -107,6 +107,10 @@ def _swarm(settings: Settings) -> list[Problem]:
         problem._replace(key=f"security.userContainers.{problem.key}")
         for problem in settings.security.user_containers.swarm_only_problems()
     ]
+    if settings.security.live_restore:
+        problems.append(
+            Problem("security.liveRestore", True, "not with swarm.enabled: Docker does not support live-restore there")
+        )
     return problems
 
 

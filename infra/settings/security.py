@@ -137,3 +137,12 @@ class SecuritySettings(Section):
     user_containers: UserContainerSecurity = Field(
         default_factory=UserContainerSecurity, description="Limits and privileges of users' containers."
     )
+    live_restore: bool | None = Field(
+        default=None,
+        description="Turn on the engine's live-restore (a reload, not a restart) so users' servers survive an "
+        "engine restart; unset: on for one Docker host, off under Swarm (Docker does not support it there).",
+    )
+
+    def live_restore_wanted(self, swarm: bool) -> bool:
+        """Whether the host setup turns live-restore on (unset: on unless the engine runs Swarm)."""
+        return (not swarm) if self.live_restore is None else self.live_restore
