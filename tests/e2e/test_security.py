@@ -68,16 +68,24 @@ def container(lab: Lab, name: str) -> docker.models.containers.Container:
 
 
 @pytest.fixture(scope="module")
-def two_users(lab: Lab) -> Iterator[tuple[LabUser, LabUser]]:
+def accounts(lab: Lab) -> tuple[LabUser, LabUser]:
     users = []
     for name in ("mallory", "trent"):
         user = lab.user(name)
         user.sign_up()
         user.log_in()
-        user.start_server()
         users.append(user)
-    yield users[0], users[1]
-    for user in users:
+    return users[0], users[1]
+
+
+@pytest.fixture
+def two_users(accounts: tuple[LabUser, LabUser]) -> Iterator[tuple[LabUser, LabUser]]:
+    """Both users' servers, started for each test: the e2e lab culls servers idle for IDLE_TIMEOUT
+    (the hub learns of activity only every few minutes), shorter than these tests together."""
+    for user in accounts:
+        user.start_server()
+    yield accounts
+    for user in accounts:
         if user.model().get("servers"):
             user.stop_server()
 
