@@ -24,7 +24,8 @@ case "$*" in
     *) echo "docker $* is not stubbed" >&2; exit 127 ;;
 esac
 """
-#: `pkill -HUP -x dockerd`: the stub engine reloads its configuration file.
+#: `pkill -HUP -x dockerd`: the stub engine reloads its configuration file as dockerd does: only
+#: the keys the file sets change anything (a missing key, or file, leaves live-restore as it is).
 STUB_PKILL = f"""#!/bin/sh
 state="$STUB_STATE"
 echo "pkill $*" >> "$state/calls"
@@ -32,8 +33,9 @@ echo "pkill $*" >> "$state/calls"
 {sys.executable} -c '
 import json, os, sys
 path = sys.argv[1]
-on = os.path.exists(path) and json.load(open(path)).get("live-restore", False)
-open(sys.argv[2], "w").write("true" if on else "false")
+settings = json.load(open(path)) if os.path.exists(path) else {{}}
+if "live-restore" in settings:
+    open(sys.argv[2], "w").write("true" if settings["live-restore"] else "false")
 ' "$STUB_CONFIG" "$state/live-restore"
 """
 
