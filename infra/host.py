@@ -89,6 +89,17 @@ def folder_scripts(settings: Settings) -> tuple[str, str]:
     return render("host-folders.sh.j2", **values), render("host-folders-delete.sh.j2", **values)
 
 
+#: The engine's configuration file, and where stacks mark that they rely on live-restore.
+DAEMON_JSON = "/etc/docker/daemon.json"
+LIVE_RESTORE_MARKERS = "/etc/docker/juvini-live-restore"
+
+
+def live_restore_scripts(naming: Naming) -> tuple[str, str]:
+    """The (create, delete) scripts turning the engine's live-restore on for this stack."""
+    values = {"daemon_json": DAEMON_JSON, "marker_dir": LIVE_RESTORE_MARKERS, "stack": naming.prefix}
+    return render("host-live-restore.sh.j2", **values), render("host-live-restore-delete.sh.j2", **values)
+
+
 def user_servers_delete_script(naming: Naming) -> str:
     """Script removing the stack's users' servers (the hub's containers, not the stack's resources)."""
     return render("host-user-servers-delete.sh.j2", stack=naming.stack, project=naming.project)
@@ -147,6 +158,21 @@ class Host(pulumi.ComponentResource):
             stdin=content,
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts),
+        )
+
+    def engine_live_restore(self, naming: Naming) -> remote.Command | None:
+        """Turns the engine's live-restore on (when the stack wants it): users' servers outlive an
+        engine restart. Make the hub and users' servers depend on it."""
+        settings = self._settings
+        if not settings.security.live_restore_wanted(settings.swarm.enabled):
+            return None
+        create, delete = live_restore_scripts(naming)
+        return remote.Command(
+            f"{self.pulumi_resource_name}-live-restore",
+            connection=self.connection,
+            create=privileged(settings, create),
+            delete=privileged(settings, delete),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
 
     def user_servers_cleanup(

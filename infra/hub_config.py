@@ -122,6 +122,8 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "cpu_limit": settings.spawner.cpu_limit,
         "environment": environment,
         "container_user": f"{uid}:{gid}",
+        # Capabilities, setuid, process and file limits of users' containers (infra/settings/security.py).
+        "user_host_config": settings.security.user_containers.docker_host_config(),
         "container_labels": naming.labels("user"),
         # Only servers of these images take a Spark port pair (infra/flavours.py: spark).
         "spark_images": sorted(

@@ -36,6 +36,9 @@ class Lab(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, providers={"docker": self.docker_provider})
 
         self.host = Host(f"{name}-host", settings, opts=child)
+        # Before any of the lab's containers run, and turned off (if at all) after they are gone.
+        self.live_restore = self.host.engine_live_restore(naming)
+        engine_ready = [self.live_restore] if self.live_restore else []
         self.tls = Tls(f"{name}-tls", settings, self.host, opts=child)
         self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
@@ -53,12 +56,12 @@ class Lab(pulumi.ComponentResource):
             proxy_token=self.secrets.proxy_token.hex,
             images=self.images,
             networks=self.networks,
-            after=[*self.host.ready, *self.tls.files],
+            after=[*self.host.ready, *self.tls.files, *engine_ready],
             formerly=in_hub,
             opts=on_host,
         )
         self.user_servers_cleanup = self.host.user_servers_cleanup(
-            naming, after=[self.networks.users_network], formerly=in_hub
+            naming, after=[self.networks.users_network, *engine_ready], formerly=in_hub
         )
         self.hub = Hub(
             hub_name,

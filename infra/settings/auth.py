@@ -39,6 +39,17 @@ class NativeAuthSettings(Section):
     )
     minimum_password_length: int = Field(default=10, ge=8, le=128, description="Shortest password accepted at sign-up.")
     check_common_password: bool = Field(default=True, description="Refuse common passwords at sign-up.")
+    # Password guessing: NativeAuthenticator keeps the count per username in the hub's memory
+    # (a hub restart forgets it); LDAP/AD servers apply their own lockout policy.
+    allowed_failed_logins: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="Failed logins in a row after which an account is locked for lockoutSeconds; 0 disables.",
+    )
+    lockout_seconds: int = Field(
+        default=600, ge=1, le=86400, description="Seconds a locked account waits from its last failed login."
+    )
 
 
 class LdapTls(StrEnum):

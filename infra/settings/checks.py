@@ -108,6 +108,14 @@ def _swarm(settings: Settings) -> list[Problem]:
         for key in ("driverPorts", "blockManagerPorts", "driverHost")
         if key in spark
     ]
+    problems += [
+        problem._replace(key=f"security.userContainers.{problem.key}")
+        for problem in settings.security.user_containers.swarm_only_problems()
+    ]
+    if settings.security.live_restore:
+        problems.append(
+            Problem("security.liveRestore", True, "not with swarm.enabled: Docker does not support live-restore there")
+        )
     return problems
 
 

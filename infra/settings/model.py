@@ -21,6 +21,7 @@ from infra.settings.host import (
 from infra.settings.hub import HubSettings, SparkSettings, SpawnerSettings
 from infra.settings.images import ImageSettings
 from infra.settings.profiles import ProfileSettings, effective_profiles
+from infra.settings.security import SecuritySettings
 from infra.settings.tls import TlsSettings
 
 
@@ -63,6 +64,9 @@ class Settings(Section):
     kerberos: KerberosSettings = Field(default_factory=KerberosSettings, description="Kerberos ticket at login.")
     cifs: CifsSettings = Field(default_factory=CifsSettings, description="Windows (CIFS) shares in users' servers.")
     swarm: SwarmSettings = Field(default_factory=SwarmSettings, description="Docker Swarm scale-out.")
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings, description="How users' containers are locked down."
+    )
 
     @field_validator("docker_host")
     @classmethod

@@ -25,6 +25,8 @@ from tests.support.provider_double import Deployment, bring_up
 STACK = "e2e"
 SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 IDLE_TIMEOUT = 150  # seconds; short so that the culling test finishes in CI
+#: auth.native.lockoutSeconds of the e2e lab (the default, 600, is too long to wait for).
+LOCKOUT_SECONDS = 15
 
 
 def _free_port() -> int:
@@ -156,7 +158,8 @@ def lab_config(root: Path, port: int) -> dict[str, Any]:
             "tag": "e2e",
         },
         "hub": {"httpsPort": port, "publicHostname": "localhost", "adminUsers": ["admin"]},
-        "auth": {"type": "native", "native": {"openSignup": True}},
+        # A short lockout, so that the login-abuse test sees an account unlock again.
+        "auth": {"type": "native", "native": {"openSignup": True, "lockoutSeconds": LOCKOUT_SECONDS}},
         "spawner": {
             "memLimit": "2g",
             "cpuLimit": 1,

@@ -19,13 +19,16 @@ from typing import Any
 import pytest
 
 from infra import rendering
-from infra.host import file_script, folder_scripts, lab_user_scripts, privileged
+from infra.host import file_script, folder_scripts, lab_user_scripts, live_restore_scripts, privileged
+from infra.naming import Naming
 from infra.settings import Settings, parse_settings
 
 pytestmark = pytest.mark.unit
 
 SHELLCHECK = shutil.which("shellcheck")
 REAL_STAT = shutil.which("stat")
+
+DEV = Naming("juvini", "dev")
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -60,6 +63,9 @@ def scripts(settings: Settings) -> dict[str, str]:
         "file-key": file_script(settings, f"{settings.paths.tls_dir}/server.key", "0600"),
         "file-cert": file_script(settings, f"{settings.paths.tls_dir}/server.crt", "0644"),
         "user-servers-delete": rendering.render("host-user-servers-delete.sh.j2", stack="dev", project="juvini"),
+        **dict(
+            zip(("live-restore", "live-restore-delete"), live_restore_scripts(Naming("juvini", "dev")), strict=True)
+        ),
     }
 
 

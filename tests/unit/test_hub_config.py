@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import docker.api.service
+import docker.types
 import pytest
 from dockerspawner import DockerSpawner, SwarmSpawner
 from jupyterhub.app import JupyterHub
@@ -938,3 +939,26 @@ def test_directory_groups_become_hub_groups_only_with_a_group_search_base(load: 
     )
     for variant in ("ldap-bind", "native"):
         assert "manage_groups" not in load(variant=variant).config.Authenticator
+
+
+# --- users' containers locked down -------------------------------------------------------
+
+
+def test_users_containers_are_locked_down_by_default(load: Load) -> None:
+    extra = option(load().config, DockerSpawner, "extra_host_config")
+    sent = docker.types.HostConfig(version="1.41", **extra)
+    assert sent["CapDrop"] == ["ALL"] and sent["SecurityOpt"] == ["no-new-privileges:true"]
+    assert sent["PidsLimit"] == 2048 and {u["Name"] for u in sent["Ulimits"]} == {"core"}
+
+
+def test_swarm_services_drop_the_capabilities(load: Load) -> None:
+    spec = option(load(variant="swarm").config, SwarmSpawner, "extra_container_spec")
+    container_spec = docker.types.ContainerSpec(image="x", **spec)
+    assert container_spec["CapabilityDrop"] == ["ALL"] and container_spec["User"] == "2100:2100"
+
+
+def test_native_accounts_lock_after_failed_logins(load: Load) -> None:
+    native = load().config.NativeAuthenticator
+    assert native.allowed_failed_logins == 5 and native.seconds_before_next_try == 600
+    custom = load({"auth": {"native": {"allowedFailedLogins": 0, "lockoutSeconds": 60}}}).config.NativeAuthenticator
+    assert custom.allowed_failed_logins == 0 and custom.seconds_before_next_try == 60

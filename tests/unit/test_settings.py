@@ -1280,7 +1280,13 @@ AUTHENTICATOR_SETTINGS: dict[AuthType, tuple[str, type[BaseModel], dict[str, Any
     AuthType.NATIVE: (
         "native",
         NativeAuthSettings,
-        {"openSignup": True, "minimumPasswordLength": 12, "checkCommonPassword": False},
+        {
+            "openSignup": True,
+            "minimumPasswordLength": 12,
+            "checkCommonPassword": False,
+            "allowedFailedLogins": 3,
+            "lockoutSeconds": 60,
+        },
     ),
     AuthType.LDAP: (
         "ldap",

@@ -1,0 +1,246 @@
+"""Users' containers locked down (security.userContainers), checked on the running lab."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
+from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for
+
+pytestmark = pytest.mark.e2e
+
+#: The default of security.userContainers.pidsLimit (Pulumi.dev.yaml and the e2e lab keep it).
+PIDS_LIMIT = 2048
+#: A setuid-root copy of `id` that the test puts into a container as root: run by the lab user,
+#: it prints the effective uid it got.
+SETUID_ID = "/tmp/juvini-setuid-id"
+MAKE_SETUID_ID = f"cp /usr/bin/id {SETUID_ID} && chmod 4755 {SETUID_ID}"
+
+#: Run in a kernel: as many `sleep` processes as the container allows (a fork bomb that stops).
+PROCESS_FLOOD = """
+import errno, json, subprocess
+children, failure = [], None
+try:
+    for _ in range(20000):
+        children.append(subprocess.Popen(["sleep", "300"]))
+except OSError as error:
+    failure = errno.errorcode.get(error.errno, str(error.errno))
+print(json.dumps({"started": len(children), "failure": failure}))
+"""
+#: Run in the same kernel afterwards: no fork is possible while the container is full, so the
+#: kernel ends its own children.
+STOP_FLOOD = """
+for child in children:
+    child.kill()
+for child in children:
+    child.wait()
+print(len(children))
+"""
+#: Run in a kernel: what the kernel's process may do.
+PRIVILEGES = (
+    f"SETUID_ID = {SETUID_ID!r}\n"
+    + """
+import json, subprocess
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+effective = subprocess.run([SETUID_ID, "-u"], capture_output=True, text=True)
+setuid = subprocess.run(["find", "/usr/bin", "/bin", "-perm", "-4000", "-type", "f"], capture_output=True, text=True)
+print(json.dumps({
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "cap_eff": status["CapEff"].strip(),
+    "cap_bnd": status["CapBnd"].strip(),
+    "setuid_id_euid": effective.stdout.strip() or effective.stderr.strip(),
+    "setuid_binaries": setuid.stdout.split(),
+    "core": subprocess.run(["sh", "-c", "ulimit -c"], capture_output=True, text=True).stdout.strip(),
+}))
+"""
+)
+
+
+def container(lab: Lab, name: str) -> docker.models.containers.Container:
+    return lab.docker.containers.get(f"juvini-{STACK}-user-{name}")
+
+
+@pytest.fixture(scope="module")
+def accounts(lab: Lab) -> tuple[LabUser, LabUser]:
+    users = []
+    for name in ("mallory", "trent"):
+        user = lab.user(name)
+        user.sign_up()
+        user.log_in()
+        users.append(user)
+    return users[0], users[1]
+
+
+@pytest.fixture
+def two_users(accounts: tuple[LabUser, LabUser]) -> Iterator[tuple[LabUser, LabUser]]:
+    """Both users' servers, started for each test: the e2e lab culls servers idle for IDLE_TIMEOUT
+    (the hub learns of activity only every few minutes), shorter than these tests together."""
+    for user in accounts:
+        user.start_server()
+    yield accounts
+    for user in accounts:
+        if user.model().get("servers"):
+            user.stop_server()
+
+
+def answers(user: LabUser) -> bool:
+    try:
+        return user.server_api("GET", "api/status").status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_users_containers_have_no_capabilities_and_gain_no_privileges(lab: Lab, two_users: tuple) -> None:
+    mallory, _ = two_users
+    user_container = container(lab, mallory.name)
+    host_config = user_container.attrs["HostConfig"]
+    assert host_config["CapDrop"] == ["ALL"], host_config["CapDrop"]
+    assert host_config["SecurityOpt"] == ["no-new-privileges:true"], host_config["SecurityOpt"]
+    assert host_config["PidsLimit"] == PIDS_LIMIT
+    made = user_container.exec_run(["sh", "-c", MAKE_SETUID_ID], user="0")
+    assert made.exit_code == 0, made.output
+    inside = json.loads(mallory.run_code(PRIVILEGES).strip().splitlines()[-1])
+    assert inside["setuid_binaries"], "the images hold setuid binaries (su, mount, ...)"
+    assert inside["no_new_privs"] == "1" and int(inside["cap_eff"], 16) == 0 and int(inside["cap_bnd"], 16) == 0
+    assert inside["setuid_id_euid"] == "2100", f"a setuid-root program ran as {inside['setuid_id_euid']}"
+    assert inside["core"] == "0", inside
+    # The same program in the same image without the lab's options does give root: the check
+    # above means something.
+    control = lab.docker.containers.run(
+        user_container.image.id,
+        ["sh", "-c", f"{MAKE_SETUID_ID} && su -s /bin/sh labuser -c '{SETUID_ID} -u'"],
+        entrypoint=[],
+        user="0",
+        remove=True,
+    )
+    assert control.decode().strip() == "0", control
+
+
+def test_a_fork_bomb_stays_inside_its_container(lab: Lab, two_users: tuple) -> None:
+    mallory, trent = two_users
+    with mallory.kernel() as run:
+        flood = json.loads(run(PROCESS_FLOOD, 600).strip().splitlines()[-1])
+        try:
+            # While mallory's container is full, the other user's server and the hub answer.
+            assert answers(trent), "another user's server stopped answering"
+            assert requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=20).status_code == 200
+        finally:
+            stopped = run(STOP_FLOOD, 300).strip()
+    assert flood["failure"] == "EAGAIN" and 0 < flood["started"] < PIDS_LIMIT, flood
+    assert stopped == str(flood["started"])
+    assert answers(mallory)
+    assert mallory.run_code("print('a new kernel starts again')").strip() == "a new kernel starts again"
+
+
+def test_a_memory_hog_loses_its_kernel_not_its_server(lab: Lab, two_users: tuple) -> None:
+    mallory, trent = two_users
+    limit = container(lab, mallory.name).attrs["HostConfig"]["Memory"]
+    assert limit > 0
+    with mallory.kernel() as run:
+        first_pid = run("import os; print(os.getpid())").strip()
+        hog = f"hog = b'x' * {limit + 512 * 1024 * 1024}"
+        with pytest.raises((DeadlineExceeded, AssertionError, OSError)):
+            run(hog, 60)  # the kernel is killed: no reply ever comes
+        restarted = wait_for(
+            f"the killed kernel to be restarted by its server (log: docker logs juvini-{STACK}-user-{mallory.name})",
+            lambda: (pid := _pid(run)) and pid != first_pid and pid,
+            timeout=120,
+            interval=2,
+        )
+    user_container = container(lab, mallory.name)
+    assert restarted != first_pid, user_container.logs(tail=40).decode()
+    assert user_container.status == "running"
+    assert answers(mallory) and answers(trent)
+
+
+def _pid(run: object) -> str | None:
+    try:
+        return run("import os; print(os.getpid())", 20).strip()  # type: ignore[operator]
+    except (DeadlineExceeded, AssertionError, OSError):
+        return None
+
+
+#: auth.native.allowedFailedLogins (the default; the e2e lab keeps it).
+ALLOWED_FAILED_LOGINS = 5
+
+
+def _logs_in(lab: Lab, username: str, password: str) -> bool:
+    """One login through the form, in a fresh browser-like session."""
+    session = requests.Session()
+    session.verify, session.trust_env = lab.ca_file, False
+    session.get(lab.url + "hub/login", timeout=30).raise_for_status()
+    form = {"_xsrf": session.cookies.get("_xsrf", ""), "username": username, "password": password}
+    answer = session.post(lab.url + "hub/login", data=form, timeout=30, allow_redirects=False)
+    return answer.status_code in (302, 303) and "jupyterhub-session-id" in session.cookies
+
+
+def test_password_guessing_locks_the_account_for_a_while(lab: Lab) -> None:
+    victim, bystander = lab.user("guessed"), lab.user("bystander")
+    victim.sign_up()
+    bystander.sign_up()
+    assert _logs_in(lab, victim.name, victim.password)
+    for attempt in range(ALLOWED_FAILED_LOGINS):
+        assert not _logs_in(lab, victim.name, f"guess-{attempt}")
+    assert not _logs_in(lab, victim.name, victim.password), "the right password must wait out the lockout"
+    assert _logs_in(lab, bystander.name, bystander.password), "only the guessed account is locked"
+    wait_for(
+        f"the account to unlock after {LOCKOUT_SECONDS} s",
+        lambda: _logs_in(lab, victim.name, victim.password),
+        timeout=LOCKOUT_SECONDS * 4,
+        interval=2,
+    )
+
+
+ENSURE_ENGINE = Path(__file__).resolve().parents[2] / "images" / "tools" / "ensure-docker-engine.sh"
+
+
+def _restart_engine() -> None:
+    """Stop this machine's dockerd (SIGTERM, as an upgrade would) and start it again."""
+    pid = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0]
+    subprocess.run(["kill", "-TERM", pid], check=True)
+    wait_for("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5)
+    started = subprocess.run([str(ENSURE_ENGINE)], capture_output=True, text=True, timeout=300, check=False)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+
+def test_users_servers_survive_an_engine_restart(lab: Lab, two_users: tuple) -> None:
+    """Live-restore (security.liveRestore, on by default): kernels, servers, hub and proxy live on."""
+    mallory, trent = two_users
+    assert lab.docker.info()["LiveRestoreEnabled"] is True
+    server = container(lab, mallory.name)
+    with mallory.kernel() as run:
+        run("kept_in_memory = 6 * 7")
+        _restart_engine()
+        lab.docker = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
+        assert container(lab, mallory.name).id == server.id
+        # The same kernel, with what it held in memory.
+        assert wait_for("the kernel to answer", lambda: _output(run, "print(kept_in_memory)"), timeout=120) == "42"
+    assert wait_for("the hub", lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10).ok, 120)
+    assert answers(trent)
+    # The hub still manages the server it started before the restart: it stops it.
+    mallory.stop_server()
+    assert wait_for(
+        "the container to go", lambda: _gone(lab, f"juvini-{STACK}-user-{mallory.name}"), timeout=120, interval=1
+    )
+
+
+def _output(run: object, code: str) -> str | None:
+    try:
+        return run(code, 20).strip() or None  # type: ignore[operator]
+    except (DeadlineExceeded, AssertionError, OSError):
+        return None
+
+
+def _gone(lab: Lab, name: str) -> bool:
+    try:
+        lab.docker.containers.get(name)
+    except docker.errors.NotFound:
+        return True
+    return False
