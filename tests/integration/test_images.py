@@ -1018,7 +1018,9 @@ print(json.dumps({"failed": failed, "odbc_drivers": pyodbc.drivers(), "curl": py
 
 def test_datascience_imports_the_anaconda_set(datascience_image: str) -> None:
     """Each package imports, the native ones with their libraries (unixODBC's libodbc for pyodbc)."""
-    names = sorted(expected_in_datascience())
+    # setuptools first: it stands in for the standard library's distutils and refuses to be
+    # imported after a package has loaded the latter (as in any Python 3.11 environment).
+    names = sorted(expected_in_datascience(), key=lambda name: (name != "setuptools", name))
     modules = [ANACONDA_MODULES.get(name, name.replace("-", "_")) for name in names]
     command = ["python", "-c", ANACONDA_IMPORTS, *(module for module in modules if module)]
     result = run_in(datascience_image, command, check=False, timeout=600)
@@ -1054,6 +1056,21 @@ def test_datascience_pycurl_trusts_the_images_certificates(datascience_image: st
     if result.returncode != 0 and not extra_ca and not _host_reaches(HTTPS_PROBE_URL):
         pytest.skip(f"no extra CA on this host and no network to {HTTPS_PROBE_URL}")
     assert result.returncode == 0 and result.stdout.strip() == "200", (result.stdout + result.stderr)[-3000:]
+
+
+#: What Panel's server extension loads at a server start; the images built on
+#: notebook-datascience switch it off.
+PANEL_MODULES = ("panel", "bokeh.models")
+
+
+@pytest.mark.parametrize("fixture", ["datascience_image", "pyspark_image"])
+def test_server_start_leaves_panel_and_bokeh_out(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    with start_server(image, importtime=True) as start:
+        imports = start.imports
+    assert imported(imports, "jupyterhub.singleuser"), f"no -X importtime output:\n{start.log[-3000:]}"
+    loaded = sorted(name for name in PANEL_MODULES if imported(imports, name))
+    assert not loaded, f"{image}: the server start imports {loaded}"
 
 
 def test_datascience_image_stays_under_its_size_goal(datascience_image: str) -> None:
@@ -1339,7 +1356,9 @@ async def main():
         await call(number, "textDocument/hover", at(1, 8))
         number += 1
         await asyncio.sleep(0.5)
-    report = {"completions": sorted(item["label"] for item in items), "diagnostics": diagnostics}
+    # A label is the name, or with pylsp's default snippets the name with its signature.
+    names = sorted({item["label"].split("(", 1)[0] for item in items})
+    report = {"completions": names, "diagnostics": diagnostics}
     print("JUVINI_LSP " + json.dumps(report))
 
 asyncio.run(main())
