@@ -6,7 +6,15 @@ from typing import Any
 
 from infra.flavours import BY_NAME as FLAVOURS
 from infra.naming import Naming
-from infra.settings import DATA_MOUNT, GROUPS_MOUNT, SHARED_MOUNT, ProfileSettings, Settings, memory_bytes
+from infra.settings import (
+    DATA_MOUNT,
+    GROUPS_MOUNT,
+    SHARED_MOUNT,
+    ProfileSettings,
+    Settings,
+    SpawnerSettings,
+    memory_bytes,
+)
 from infra.shares import share_bind, user_share_config, volume_name
 
 #: Where things live inside the hub container.
@@ -141,6 +149,7 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "lab_gid": gid,
         "idle_timeout": settings.spawner.idle_timeout,
         "cull_every": settings.spawner.cull_every,
+        "server_culling_args": server_culling_args(settings.spawner),
     }
 
 
@@ -162,6 +171,21 @@ def profile_config(profile: ProfileSettings, notebook_images: dict[str, str]) ->
         "groups": list(profile.groups),
         "users": list(profile.users),
     }
+
+
+def server_culling_args(spawner: SpawnerSettings) -> list[str]:
+    """The single-user server options that make each server cull its own idle kernels and terminals.
+
+    Every value is passed, 0 (off) included, so the stack's choice wins over any default in
+    the images. Busy kernels and kernels a notebook is connected to are never culled
+    (jupyter_server's defaults, ``cull_busy`` and ``cull_connected`` False).
+    """
+    return [
+        f"--MappingKernelManager.cull_idle_timeout={spawner.kernel_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={spawner.kernel_cull_every}",
+        f"--TerminalManager.cull_inactive_timeout={spawner.terminal_idle_timeout}",
+        f"--TerminalManager.cull_interval={spawner.kernel_cull_every}",
+    ]
 
 
 def krb5_conf_host_path(settings: Settings) -> str:

@@ -129,6 +129,28 @@ class SpawnerSettings(Section):
         description="Extra environment variables for users' servers; not those the lab sets itself "
         "(e.g. SPARK_DRIVER_MEMORY, PIP_USER, KRB5CCNAME, JUPYTERHUB_*, JPY_*, JUVINI_*).",
     )
+    # Culling inside each server (the server's own kernel and terminal managers), so that a
+    # forgotten kernel does not hold memory for the rest of the server's life.
+    kernel_idle_timeout: int = Field(
+        default=12 * 3600,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds a kernel may sit idle before its server shuts it down; busy kernels and kernels "
+        "an open notebook is connected to are kept; 0 keeps idle kernels.",
+    )
+    terminal_idle_timeout: int = Field(
+        default=12 * 3600,
+        ge=0,
+        le=30 * 86400,
+        description="Seconds a terminal may go without input or output before its server closes it, with "
+        "whatever runs in it; 0 keeps idle terminals.",
+    )
+    kernel_cull_every: int = Field(
+        default=300,
+        ge=5,
+        le=86400,
+        description="Seconds between a server's checks for idle kernels and terminals.",
+    )
 
     @field_validator("allowed_images")
     @classmethod
@@ -153,6 +175,20 @@ class SpawnerSettings(Section):
             )
         problems += lab_environment_problems(self.environment, "environment")
         refuse(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _culling_consistent(self) -> SpawnerSettings:
+        refuse(
+            [
+                Problem("kernelCullEvery", self.kernel_cull_every, f"must not be longer than spawner.{key} {timeout}")
+                for key, timeout in (
+                    ("kernelIdleTimeout", self.kernel_idle_timeout),
+                    ("terminalIdleTimeout", self.terminal_idle_timeout),
+                )
+                if timeout and self.kernel_cull_every > timeout
+            ]
+        )
         return self
 
 

@@ -39,8 +39,10 @@ round, so neither always runs first):
   host, the hub, the proxy, the servers, the Docker engine and this client used meanwhile;
 - then the ratio lab / reference of each figure, each goal of issue 8 with met or not met;
 - each notebook image's server start (tests/support/startup.py: time, CPU, the costliest
-  imports), the lab's and the stock-like one, and the image sizes; with ``--builds`` the warm
-  (cached) build time of each image too, and with ``--cold`` a --no-cache build as well.
+  imports), the lab's and the stock-like one, and the image sizes (each beside its goal, if it has
+  one: the data-science image's 3.5 GB, ``SIZE_GOALS`` in tests/support/images.py); with
+  ``--builds`` the warm (cached) build time of each image too, and with ``--cold`` a --no-cache
+  build as well.
 
 Everything the run creates is removed at the end (containers and networks by their stack label,
 the reference's volumes, the lab's folders, the images it tagged unless ``--keep-images``).
@@ -87,7 +89,7 @@ from infra.naming import Naming  # noqa: E402
 from infra.settings import parse_settings  # noqa: E402
 from infra.settings.base import memory_bytes  # noqa: E402
 from tests.e2e.conftest import _free_port, remove_stack_objects  # noqa: E402
-from tests.support.images import chain_build_args, image_id  # noqa: E402
+from tests.support.images import SIZE_GOALS, chain_build_args, image_id  # noqa: E402
 from tests.support.lab_client import LabUser, wait_for  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import (  # noqa: E402
@@ -556,7 +558,10 @@ def size_figures(client: docker.DockerClient, lab: dict[str, str], reference: di
     for role, image in lab.items():
         stock = reference.get(role)
         stock_size = f"  stock-like {client.images.get(stock).attrs['Size'] / 1e6:7.0f}" if stock else ""
-        print(f"  {role:<13}{client.images.get(image).attrs['Size'] / 1e6:7.0f}  {image}{stock_size}")
+        size = client.images.get(image).attrs["Size"]
+        goal = SIZE_GOALS.get(BY_NAME[role].folder) if role in BY_NAME else None
+        verdict = f"  goal < {goal / 1e6:.0f}: {'met' if size < goal else 'NOT met'}" if goal else ""
+        print(f"  {role:<13}{size / 1e6:7.0f}  {image}{stock_size}{verdict}")
 
 
 def startup_figures(lab: dict[str, str], reference: dict[str, str], runs: int) -> None:

@@ -23,13 +23,18 @@ import pytest
 import requests
 from pip._internal.models.index import PyPI
 
+from infra.hub_config import server_culling_args
+from infra.settings import parse_settings
+from tests.support.anaconda import expected_in_datascience, not_installed
 from tests.support.images import (
     BASE_IMAGE_TAG,
     IMAGES_DIR,
+    SIZE_GOALS,
     TOOLS_DIR,
     ImageChain,
     ImageToolError,
     build_image,
+    canonical_name,
     certificates_der,
     docker,
     ensure_base_image,
@@ -41,7 +46,15 @@ from tests.support.images import (
     pinned_versions,
     run_in,
 )
-from tests.support.startup import SERVER_PREFIX, STUB_HUB, hub_environment, imported, start_server
+from tests.support.startup import (
+    SERVER_PORT,
+    SERVER_PREFIX,
+    STUB_HUB,
+    ServerStart,
+    hub_environment,
+    imported,
+    start_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -966,6 +979,107 @@ def test_datascience_has_graphviz_dot(datascience_image: str) -> None:
     assert "graphviz" in (result.stdout + result.stderr).lower()
 
 
+def test_datascience_pip_list_holds_the_anaconda_set(datascience_image: str) -> None:
+    """Every name of Anaconda's top-level list (tests/data) is installed, but those the image says it leaves out."""
+    listed = json.loads(run_in(datascience_image, ["python", "-m", "pip", "list", "--format=json"]).stdout)
+    installed = {canonical_name(item["name"]) for item in listed}
+    missing = sorted(expected_in_datascience() - installed)
+    assert not missing, f"{datascience_image}: on the Anaconda list, not installed: {missing}"
+    left_out = sorted(set(not_installed()) & installed)
+    assert not left_out, f"{datascience_image}: said to be left out, yet installed: {left_out}"
+
+
+#: The module of each name of the Anaconda list where it differs from the name (None: no module).
+ANACONDA_MODULES = {
+    "beautifulsoup4": "bs4",
+    "imbalanced-learn": "imblearn",
+    "ipython": "IPython",
+    "jupyter": None,  # a metapackage: what it names is installed (the pip list test)
+    "lckr-jupyterlab-variableinspector": "lckr_jupyterlab_variableinspector",
+    "pillow": "PIL",
+    "pywavelets": "pywt",
+    "scikit-image": "skimage",
+    "scikit-learn": "sklearn",
+}
+
+#: Imports each module named on argv (reporting every failure), then uses the native ones.
+ANACONDA_IMPORTS = r"""
+import importlib, json, sys
+failed = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        failed[name] = repr(error)
+import pyodbc, pycurl
+print(json.dumps({"failed": failed, "odbc_drivers": pyodbc.drivers(), "curl": pycurl.version}))
+"""
+
+
+def test_datascience_imports_the_anaconda_set(datascience_image: str) -> None:
+    """Each package imports, the native ones with their libraries (unixODBC's libodbc for pyodbc)."""
+    # setuptools first: it stands in for the standard library's distutils and refuses to be
+    # imported after a package has loaded the latter (as in any Python 3.11 environment).
+    names = sorted(expected_in_datascience(), key=lambda name: (name != "setuptools", name))
+    modules = [ANACONDA_MODULES.get(name, name.replace("-", "_")) for name in names]
+    command = ["python", "-c", ANACONDA_IMPORTS, *(module for module in modules if module)]
+    result = run_in(datascience_image, command, check=False, timeout=600)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-3000:]
+    report = json.loads(lines[-1])
+    assert report["failed"] == {}, report["failed"]
+    assert report["odbc_drivers"] == [], report  # the driver manager loads; drivers are the admin's choice
+    assert report["curl"].startswith("PycURL/"), report
+
+
+def test_datascience_has_curl_and_jq(datascience_image: str) -> None:
+    result = run_in(datascience_image, ["sh", "-c", "curl --version && printf '{\"a\": [1, 2]}' | jq -c '.a'"])
+    assert result.stdout.startswith("curl "), result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[1,2]", result.stdout
+
+
+#: pycurl (its wheel brings its own libcurl) fetching a page with the image's trust store.
+PYCURL_FETCH = f"""
+import io, pycurl
+body = io.BytesIO()
+curl = pycurl.Curl()
+curl.setopt(pycurl.URL, {HTTPS_PROBE_URL!r})
+curl.setopt(pycurl.WRITEDATA, body)
+curl.setopt(pycurl.TIMEOUT, 30)
+curl.perform()
+print(curl.getinfo(pycurl.RESPONSE_CODE))
+"""
+
+
+def test_datascience_pycurl_trusts_the_images_certificates(datascience_image: str, extra_ca: str) -> None:
+    result = run_in(datascience_image, ["python", "-c", PYCURL_FETCH], check=False, timeout=120)
+    if result.returncode != 0 and not extra_ca and not _host_reaches(HTTPS_PROBE_URL):
+        pytest.skip(f"no extra CA on this host and no network to {HTTPS_PROBE_URL}")
+    assert result.returncode == 0 and result.stdout.strip() == "200", (result.stdout + result.stderr)[-3000:]
+
+
+#: What Panel's server extension loads at a server start; the images built on
+#: notebook-datascience switch it off.
+PANEL_MODULES = ("panel", "bokeh.models")
+
+
+@pytest.mark.parametrize("fixture", ["datascience_image", "pyspark_image"])
+def test_server_start_leaves_panel_and_bokeh_out(fixture: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(fixture)
+    with start_server(image, importtime=True) as start:
+        imports = start.imports
+    assert imported(imports, "jupyterhub.singleuser"), f"no -X importtime output:\n{start.log[-3000:]}"
+    loaded = sorted(name for name in PANEL_MODULES if imported(imports, name))
+    assert not loaded, f"{image}: the server start imports {loaded}"
+
+
+def test_datascience_image_stays_under_its_size_goal(datascience_image: str) -> None:
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", datascience_image).stdout)
+    goal = SIZE_GOALS["notebook-datascience"]
+    print(f"{datascience_image}: {size / 1e6:.0f} MB (goal < {goal / 1e6:.0f} MB)")
+    assert size < goal, f"{datascience_image} takes {size / 1e6:.0f} MB, more than {goal / 1e6:.0f} MB"
+
+
 # --------------------------------------------------------------------------- notebook-pyspark
 
 
@@ -1126,3 +1240,187 @@ def test_pyspark_kernel_refuses_bad_settings(pyspark_image: str, name: str, valu
     result = run_in(pyspark_image, ["juvini-pyspark-kernel", "--version"], env={name: value}, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------- Lab extensions (every notebook image)
+
+#: What JupyterHub's Spawner.get_env passes a server with a 3 GiB / 1.5 CPU limit.
+LIMITS_ENVIRONMENT = {"MEM_LIMIT": str(3 * 1024**3), "CPU_LIMIT": "1.5"}
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_resource_usage_shows_use_against_the_containers_limits(fixture: str, request: pytest.FixtureRequest) -> None:
+    """jupyter-resource-usage's endpoint: the server's memory and CPU use against MEM_LIMIT and CPU_LIMIT."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image, environment=LIMITS_ENVIRONMENT) as start:
+        metrics = start.get_json("api/metrics/v1")
+        log = start.server_log()
+    assert metrics["limits"]["memory"]["rss"] == int(LIMITS_ENVIRONMENT["MEM_LIMIT"]), metrics
+    assert metrics["limits"]["cpu"]["cpu"] == float(LIMITS_ENVIRONMENT["CPU_LIMIT"]), metrics
+    assert metrics["rss"] > 20 * 1024**2 and metrics["cpu_percent"] >= 0, metrics
+    # No callback walking every process each second for Prometheus gauges nobody scrapes.
+    assert "Prometheus metrics reporting disabled" in log, log[-3000:]
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_git_extension_runs_git_in_the_users_folder(fixture: str, request: pytest.FixtureRequest) -> None:
+    """jupyterlab-git's server side: the image's git, and the status of a repository in the home folder."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image) as start:
+        settings = start.get_json("git/settings")
+        git_version = docker("exec", start.container, "git", "--version").stdout.split()[-1]
+        docker("exec", start.container, "sh", "-c", "git init -q probe && echo hello > probe/new.txt")
+        status, body = start.request("POST", "git/probe/status", {})
+    assert settings["gitVersion"] == git_version, settings
+    assert (
+        settings["serverVersion"]
+        == pinned_versions(IMAGES_DIR / "notebook-base" / "requirements.txt")["jupyterlab-git"]
+    ), settings
+    assert status == 200, body
+    files = {entry["to"]: (entry["x"], entry["y"]) for entry in json.loads(body)["files"]}
+    assert files == {"new.txt": ("?", "?")}, body
+
+
+def _notebook(source: str) -> str:
+    cell: dict[str, object] = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "probe",
+        "metadata": {},
+        "outputs": [],
+        "source": source,
+    }
+    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_git_extension_diffs_notebooks_without_nbdimes_server_extension(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Notebook diffs come from jupyterlab-git's endpoint (nbdime as a library); nbdime's own server
+    extension, which imports GitPython, is off, so a server start loads neither."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image, importtime=True) as start:
+        imports = start.imports
+        change = {"previousContent": _notebook("x = 1"), "currentContent": _notebook("x = 2")}
+        status, body = start.request("POST", "git/diffnotebook", change)
+    assert imported(imports, "jupyterlab_git"), sorted({item.module for item in imports})[:80]
+    loaded = sorted(name for name in ("nbdime.webapp", "git") if imported(imports, name))
+    assert not loaded, f"{image}: the server start imports {loaded}"
+    assert status == 200, body
+    diff = json.loads(body)["diff"]
+    assert diff and diff[0]["key"] == "cells", diff
+
+
+#: Runs in the image: talks LSP to the python server through jupyter-lsp's websocket, as
+#: jupyterlab-lsp does; prints the completions offered after "json.du" and the diagnostics.
+LSP_PROBE = r"""
+import asyncio, json, sys
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+url, token = sys.argv[1], sys.argv[2]
+uri = "file:///home/labuser/probe.py"
+text = "import os\nimport json\njson.du"
+
+async def main():
+    socket = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
+    diagnostics = []
+
+    async def send(method, params, number=None):
+        message = {"jsonrpc": "2.0", "method": method, "params": params}
+        await socket.write_message(json.dumps(message if number is None else message | {"id": number}))
+
+    async def call(number, method, params):
+        await send(method, params, number)
+        while True:
+            message = json.loads(await asyncio.wait_for(socket.read_message(), 120))
+            if message.get("method") == "textDocument/publishDiagnostics":
+                diagnostics.extend(item["message"] for item in message["params"]["diagnostics"])
+            if message.get("id") == number:
+                return message.get("result")
+
+    def at(line, character):
+        return {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+
+    await call(1, "initialize", {"processId": None, "rootUri": "file:///home/labuser", "capabilities": {}})
+    await send("initialized", {})
+    document = {"uri": uri, "languageId": "python", "version": 1, "text": text}
+    await send("textDocument/didOpen", {"textDocument": document})
+    result = await call(2, "textDocument/completion", at(2, 7))
+    items = result["items"] if isinstance(result, dict) else result
+    # pyflakes lints on open; its diagnostics may come after the completion.
+    loop = asyncio.get_running_loop()
+    deadline, number = loop.time() + 60, 3
+    while not diagnostics and loop.time() < deadline:
+        await call(number, "textDocument/hover", at(1, 8))
+        number += 1
+        await asyncio.sleep(0.5)
+    # A label is the name, or with pylsp's default snippets the name with its signature.
+    names = sorted({item["label"].split("(", 1)[0] for item in items})
+    report = {"completions": names, "diagnostics": diagnostics}
+    print("JUVINI_LSP " + json.dumps(report))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("fixture", NOTEBOOK_FIXTURES)
+def test_python_language_server_completes_and_lints_through_jupyter_lsp(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """jupyter-lsp finds python-lsp-server, which completes (jedi) and reports pyflakes' findings."""
+    image = request.getfixturevalue(fixture)
+    with start_server(image) as start:
+        lsp_status = start.get_json("lsp/status")
+        url = f"ws://127.0.0.1:{SERVER_PORT}{SERVER_PREFIX}lsp/ws/pylsp"
+        probe = docker("exec", start.container, "python", "-c", LSP_PROBE, url, start.token, check=False, timeout=240)
+        log = start.server_log()
+    assert "pylsp" in lsp_status["specs"], sorted(lsp_status["specs"])
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("JUVINI_LSP ")]
+    assert probe.returncode == 0 and lines, (probe.stdout + probe.stderr)[-3000:] + log[-3000:]
+    report = json.loads(lines[-1].removeprefix("JUVINI_LSP "))
+    assert {"dump", "dumps"} <= set(report["completions"]), report
+    assert any("'os' imported but unused" in message for message in report["diagnostics"]), report
+
+
+# --------------------------------------------------------------------------- culling inside the server
+
+#: Short culling for the test, through the same settings and arguments the hub config passes.
+FAST_CULLING = {"kernelIdleTimeout": 5, "terminalIdleTimeout": 5, "kernelCullEvery": 5}
+CULL_DEADLINE_SECONDS = 90
+
+
+def _wait_until_gone(start: ServerStart, collection: str, key: str, value: str) -> float:
+    """Poll ``api/<collection>`` until no item has ``key`` == ``value``; the seconds it took."""
+    began = time.monotonic()
+    while any(item[key] == value for item in start.get_json(f"api/{collection}")):
+        if time.monotonic() - began > CULL_DEADLINE_SECONDS:
+            pytest.fail(
+                f"{collection} {value} still there after {CULL_DEADLINE_SECONDS} s:\n{start.server_log()[-3000:]}"
+            )
+        time.sleep(1)
+    return time.monotonic() - began
+
+
+def test_server_culls_an_idle_kernel_and_terminal(notebook_base_image: str) -> None:
+    """With the hub's culling arguments (here with 5 s timeouts), the server shuts an idle kernel
+    down and closes an idle terminal by itself."""
+    args = server_culling_args(parse_settings({"spawner": FAST_CULLING}).spawner)
+    with start_server(notebook_base_image, server_args=args) as start:
+        status, body = start.request("POST", "api/kernels", {"name": "python3"})
+        assert status == 201, body
+        kernel = json.loads(body)["id"]
+        status, body = start.request("POST", "api/terminals", {})
+        assert status == 200, body
+        terminal = json.loads(body)["name"]
+        kernel_seconds = _wait_until_gone(start, "kernels", "id", kernel)
+        terminal_seconds = _wait_until_gone(start, "terminals", "name", terminal)
+        log = start.server_log()
+    assert re.search(rf"Culling '\w+' kernel '\w+' \({kernel}\)", log), log[-3000:]
+    assert f"Culling terminal '{terminal}' due to" in log, log[-3000:]
+    # The servers' own culling reports, at their first kernel and terminal, the timeouts it was given.
+    assert "Culling kernels with idle durations > 5 seconds at 5 second intervals" in log, log[-3000:]
+    assert "Culling terminals with inactivity > 5 seconds at 5 second intervals" in log, log[-3000:]
+    assert "Culling kernels even if busy" not in log and "even with connected clients" not in log, log[-3000:]
+    print(f"culled: kernel after {kernel_seconds:.1f} s, terminal after {terminal_seconds:.1f} s")

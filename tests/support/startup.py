@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -282,18 +282,22 @@ def start_server(
     network: str = "none",
     server_args: Sequence[str] = (),
     deadline_seconds: float = START_DEADLINE_SECONDS,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[ServerStart]:
     """Start ``image``'s server as the lab does; yields once it listens, removes the container after.
 
     ``network`` is the container's Docker network (``none``: loopback only, so any attempt to
-    reach out fails at once); ``server_args`` are added to the image's command.
+    reach out fails at once); ``server_args`` are added to the image's command; ``environment``
+    is added to what DockerSpawner sets (e.g. ``MEM_LIMIT``, which JupyterHub sets from the
+    spawner's limit).
     """
     command = image_config(image).get("Cmd") or []
     if not command:
         raise ImageToolError(f"{image} has no command (Cmd) to start its server with")
     token = uuid.uuid4().hex
     name = f"juvini-startup-{uuid.uuid4().hex[:10]}"
-    env_args = [arg for key, value in hub_environment(token).items() for arg in ("--env", f"{key}={value}")]
+    server_environment = hub_environment(token) | dict(environment or {})
+    env_args = [arg for key, value in server_environment.items() for arg in ("--env", f"{key}={value}")]
     mode = "importtime" if importtime else "plain"
     run_at = time.time()
     docker(

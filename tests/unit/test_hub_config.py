@@ -28,7 +28,7 @@ from ldapauthenticator import LDAPAuthenticator
 from nativeauthenticator import NativeAuthenticator
 from oauthenticator.github import GitHubOAuthenticator
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
+from traitlets.config.loader import KVArgParseConfigLoader, PyFileConfigLoader
 
 import juvini_hub
 from infra.flavours import BY_NAME as FLAVOURS
@@ -962,3 +962,58 @@ def test_native_accounts_lock_after_failed_logins(load: Load) -> None:
     assert native.allowed_failed_logins == 5 and native.seconds_before_next_try == 600
     custom = load({"auth": {"native": {"allowedFailedLogins": 0, "lockoutSeconds": 60}}}).config.NativeAuthenticator
     assert custom.allowed_failed_logins == 0 and custom.seconds_before_next_try == 60
+
+
+# --- culling inside users' servers ---------------------------------------------------------
+
+
+def _server_culling(args: list[str]) -> dict[str, dict[str, int]]:
+    """What a single-user server's command line parser makes of ``args``: {class: {trait: value}}."""
+    parsed = KVArgParseConfigLoader(args).load_config()
+    return {
+        section: {name: int(str(value)) for name, value in parsed[section].items()}
+        for section in ("MappingKernelManager", "TerminalManager")
+        if section in parsed
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"spawner": {"kernelIdleTimeout": 3600, "terminalIdleTimeout": 86400, "kernelCullEvery": 60}},
+        {"spawner": {"kernelIdleTimeout": 0, "terminalIdleTimeout": 0}},
+    ],
+    ids=["defaults", "custom", "off"],
+)
+def test_servers_get_the_culling_settings_on_their_command_line(load: Load, raw: dict[str, Any]) -> None:
+    loaded = load(raw)
+    stack = loaded.settings.spawner
+    args = spawner(loaded).get_args()
+    assert _server_culling(args) == {
+        "MappingKernelManager": {
+            "cull_idle_timeout": stack.kernel_idle_timeout,
+            "cull_interval": stack.kernel_cull_every,
+        },
+        "TerminalManager": {
+            "cull_inactive_timeout": stack.terminal_idle_timeout,
+            "cull_interval": stack.kernel_cull_every,
+        },
+    }, args
+
+
+def test_swarm_servers_get_the_same_culling_arguments(load: Load) -> None:
+    raw = {"swarm": {"enabled": True}, "spawner": {"kernelIdleTimeout": 1800, "kernelCullEvery": 120}}
+    loaded, single_host = load(raw), load({"spawner": raw["spawner"]})
+    swarm = SwarmSpawner(config=loaded.config, user=SimpleNamespace(name="alice"))
+    assert swarm.get_args() == spawner(single_host).get_args()
+    assert _server_culling(swarm.get_args())["MappingKernelManager"] == {
+        "cull_idle_timeout": 1800,
+        "cull_interval": 120,
+    }
+
+
+def test_server_culling_keeps_busy_and_connected_kernels(load: Load) -> None:
+    """jupyter_server's defaults (cull_busy, cull_connected False) are left alone: no argument turns them on."""
+    args = spawner(load()).get_args()
+    assert not [arg for arg in args if "cull_busy" in arg or "cull_connected" in arg], args

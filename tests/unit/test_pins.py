@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.anaconda import anaconda_names, expected_in_datascience, not_installed
+from tests.support.images import pinned_versions
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +79,31 @@ def test_left_out_packages_stay_out_of_the_stacked_freezes(folder: str, parent: 
     assert left_out(frozen) == expected, f"{frozen} records {left_out(frozen)}, should record {expected}"
     pinned = {_canonical(name) for name in pins(frozen)} & expected
     assert not pinned, f"{frozen} pins {sorted(pinned)}, which it leaves out"
+
+
+# --- the Anaconda Distribution's top-level set (notebook-datascience) ---------------------
+
+
+def test_the_anaconda_list_is_read_whole() -> None:
+    names = anaconda_names()
+    assert len(names) == len(set(names)) >= 50, names
+    assert {"numpy", "scikit-learn", "spyder", "lckr-jupyterlab-variableinspector"} <= set(names)
+
+
+def test_datascience_freeze_holds_the_anaconda_set() -> None:
+    """Every name of the list is pinned in the image's frozen set, but those it says it leaves out."""
+    frozen = pinned_versions(ROOT / "images" / "notebook-datascience" / "requirements.txt")
+    missing = sorted(expected_in_datascience() - set(frozen))
+    assert not missing, f"on the Anaconda list, not in notebook-datascience/requirements.txt: {missing}"
+
+
+def test_anaconda_exceptions_are_on_the_list_not_installed_and_explained() -> None:
+    exceptions = not_installed()
+    stray = sorted(set(exceptions) - set(anaconda_names()))
+    assert not stray, f"# not-installed names that are not on the Anaconda list: {stray}"
+    frozen = pinned_versions(ROOT / "images" / "notebook-datascience" / "requirements.txt")
+    installed = sorted(set(exceptions) & set(frozen))
+    assert not installed, f"said to be left out, yet frozen: {installed}"
+    readme = (ROOT / "images" / "README.md").read_text(encoding="utf-8")
+    unexplained = sorted(name for name in exceptions if f"`{name}`" not in readme)
+    assert not unexplained, f"images/README.md does not name the Anaconda exceptions {unexplained}"

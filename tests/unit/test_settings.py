@@ -2044,3 +2044,86 @@ def test_group_folders_and_the_data_folder() -> None:
     assert settings.folders.groups == ["modellers", "a.b"]
     assert set(settings.paths.folders()) >= {"paths.groupsDir", "paths.dataDir"}
     assert "paths.dataDir" not in parse_settings({}).paths.folders()
+
+
+# --- culling inside users' servers (spawner.kernelIdleTimeout, terminalIdleTimeout, kernelCullEvery)
+
+
+def test_servers_cull_idle_kernels_and_terminals_after_12_hours_by_default() -> None:
+    spawner = parse_settings({}).spawner
+    assert (spawner.kernel_idle_timeout, spawner.terminal_idle_timeout, spawner.kernel_cull_every) == (
+        43200,
+        43200,
+        300,
+    )
+
+
+def test_server_culling_override() -> None:
+    spawner = parse_settings(
+        {"spawner": {"kernelIdleTimeout": "3600", "terminalIdleTimeout": 7200, "kernelCullEvery": 60}}
+    ).spawner
+    assert (spawner.kernel_idle_timeout, spawner.terminal_idle_timeout, spawner.kernel_cull_every) == (3600, 7200, 60)
+
+
+def test_zero_turns_server_culling_off_whatever_the_interval() -> None:
+    spawner = parse_settings(
+        {"spawner": {"kernelIdleTimeout": 0, "terminalIdleTimeout": 0, "kernelCullEvery": 86400}}
+    ).spawner
+    assert (spawner.kernel_idle_timeout, spawner.terminal_idle_timeout, spawner.kernel_cull_every) == (0, 0, 86400)
+
+
+SERVER_CULLING_INVALID = [
+    pytest.param(
+        {"spawner": {"kernelIdleTimeout": -1}},
+        bad("spawner.kernelIdleTimeout", "-1", "greater than or equal to 0"),
+        id="kernel-timeout-negative",
+    ),
+    pytest.param(
+        {"spawner": {"kernelIdleTimeout": 31 * 86400}},
+        bad("spawner.kernelIdleTimeout", "2678400", "less than or equal to 2592000"),
+        id="kernel-timeout-over-30-days",
+    ),
+    pytest.param(
+        {"spawner": {"kernelIdleTimeout": "12h"}},
+        bad("spawner.kernelIdleTimeout", "'12h'", "valid integer"),
+        id="kernel-timeout-with-unit",
+    ),
+    pytest.param(
+        {"spawner": {"terminalIdleTimeout": -5}},
+        bad("spawner.terminalIdleTimeout", "-5", "greater than or equal to 0"),
+        id="terminal-timeout-negative",
+    ),
+    pytest.param(
+        {"spawner": {"kernelCullEvery": 1}},
+        bad("spawner.kernelCullEvery", "1", "greater than or equal to 5"),
+        id="kernel-cull-every-too-short",
+    ),
+    pytest.param(
+        {"spawner": {"kernelCullEvery": 0}},
+        bad("spawner.kernelCullEvery", "0", "greater than or equal to 5"),
+        id="kernel-cull-every-zero",
+    ),
+    pytest.param(
+        {"spawner": {"kernelIdleTimeout": 600, "kernelCullEvery": 900}},
+        bad("spawner.kernelCullEvery", "900", "must not be longer than spawner.kernelIdleTimeout 600"),
+        id="kernel-cull-every-longer-than-kernel-timeout",
+    ),
+    pytest.param(
+        {"spawner": {"terminalIdleTimeout": 120, "kernelCullEvery": 300}},
+        bad("spawner.kernelCullEvery", "300", "must not be longer than spawner.terminalIdleTimeout 120"),
+        id="kernel-cull-every-longer-than-terminal-timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "pattern"), SERVER_CULLING_INVALID)
+def test_bad_server_culling_names_key_value_and_what_is_allowed(raw: dict[str, Any], pattern: str) -> None:
+    error = rejected(raw)
+    assert matching(error.problems, pattern), f"no problem matches {pattern!r} in {error.problems}"
+
+
+def test_both_culling_timeouts_shorter_than_the_interval_are_reported_together() -> None:
+    error = rejected({"spawner": {"kernelIdleTimeout": 60, "terminalIdleTimeout": 30, "kernelCullEvery": 120}})
+    for key, timeout in (("kernelIdleTimeout", 60), ("terminalIdleTimeout", 30)):
+        pattern = bad("spawner.kernelCullEvery", "120", f"must not be longer than spawner.{key} {timeout}")
+        assert matching(error.problems, pattern), error.problems
