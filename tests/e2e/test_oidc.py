@@ -109,6 +109,7 @@ def oidc_lab() -> Iterator[OidcLab]:
         config = lab_config(root, _free_port())
         # One image (fast); no culling; Spark ports apart from the other e2e labs'.
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
+        config.pop("profiles", None)  # the e2e lab's name the other images: here the base image is the one
         config["spark"] = config["spark"] | {"driverPorts": "12400-12403", "blockManagerPorts": "11500-11503"}
         # The provider must know the lab's callback before the lab knows the provider's CA.
         callback = parse_settings({"hub": config["hub"]}).hub_url + "hub/oauth_callback"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 import requests
 
 from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
-from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for
+from tests.support.lab_client import LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -139,34 +137,6 @@ def test_a_fork_bomb_stays_inside_its_container(lab: Lab, two_users: tuple) -> N
     assert mallory.run_code("print('a new kernel starts again')").strip() == "a new kernel starts again"
 
 
-def test_a_memory_hog_loses_its_kernel_not_its_server(lab: Lab, two_users: tuple) -> None:
-    mallory, trent = two_users
-    limit = container(lab, mallory.name).attrs["HostConfig"]["Memory"]
-    assert limit > 0
-    with mallory.kernel() as run:
-        first_pid = run("import os; print(os.getpid())").strip()
-        hog = f"hog = b'x' * {limit + 512 * 1024 * 1024}"
-        with pytest.raises((DeadlineExceeded, AssertionError, OSError)):
-            run(hog, 60)  # the kernel is killed: no reply ever comes
-        restarted = wait_for(
-            f"the killed kernel to be restarted by its server (log: docker logs juvini-{STACK}-user-{mallory.name})",
-            lambda: (pid := _pid(run)) and pid != first_pid and pid,
-            timeout=120,
-            interval=2,
-        )
-    user_container = container(lab, mallory.name)
-    assert restarted != first_pid, user_container.logs(tail=40).decode()
-    assert user_container.status == "running"
-    assert answers(mallory) and answers(trent)
-
-
-def _pid(run: object) -> str | None:
-    try:
-        return run("import os; print(os.getpid())", 20).strip()  # type: ignore[operator]
-    except (DeadlineExceeded, AssertionError, OSError):
-        return None
-
-
 #: auth.native.allowedFailedLogins (the default; the e2e lab keeps it).
 ALLOWED_FAILED_LOGINS = 5
 
@@ -196,51 +166,3 @@ def test_password_guessing_locks_the_account_for_a_while(lab: Lab) -> None:
         timeout=LOCKOUT_SECONDS * 4,
         interval=2,
     )
-
-
-ENSURE_ENGINE = Path(__file__).resolve().parents[2] / "images" / "tools" / "ensure-docker-engine.sh"
-
-
-def _restart_engine() -> None:
-    """Stop this machine's dockerd (SIGTERM, as an upgrade would) and start it again."""
-    pid = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0]
-    subprocess.run(["kill", "-TERM", pid], check=True)
-    wait_for("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5)
-    started = subprocess.run([str(ENSURE_ENGINE)], capture_output=True, text=True, timeout=300, check=False)
-    assert started.returncode == 0, started.stdout + started.stderr
-
-
-def test_users_servers_survive_an_engine_restart(lab: Lab, two_users: tuple) -> None:
-    """Live-restore (security.liveRestore, on by default): kernels, servers, hub and proxy live on."""
-    mallory, trent = two_users
-    assert lab.docker.info()["LiveRestoreEnabled"] is True
-    server = container(lab, mallory.name)
-    with mallory.kernel() as run:
-        run("kept_in_memory = 6 * 7")
-        _restart_engine()
-        lab.docker = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
-        assert container(lab, mallory.name).id == server.id
-        # The same kernel, with what it held in memory.
-        assert wait_for("the kernel to answer", lambda: _output(run, "print(kept_in_memory)"), timeout=120) == "42"
-    assert wait_for("the hub", lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10).ok, 120)
-    assert answers(trent)
-    # The hub still manages the server it started before the restart: it stops it.
-    mallory.stop_server()
-    assert wait_for(
-        "the container to go", lambda: _gone(lab, f"juvini-{STACK}-user-{mallory.name}"), timeout=120, interval=1
-    )
-
-
-def _output(run: object, code: str) -> str | None:
-    try:
-        return run(code, 20).strip() or None  # type: ignore[operator]
-    except (DeadlineExceeded, AssertionError, OSError):
-        return None
-
-
-def _gone(lab: Lab, name: str) -> bool:
-    try:
-        lab.docker.containers.get(name)
-    except docker.errors.NotFound:
-        return True
-    return False
