@@ -41,3 +41,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
     rm -rf /var/lib/apt/lists/*
 }
+
+# peer_server_cert CA_DIR CN WORK: writes WORK/server.crt and WORK/server.key, a server
+# certificate for CN signed by CA_DIR/ca.crt (key CA_DIR/ca.key), naming localhost and every
+# address the container has now (clients reach the peers by IP address), besides any
+# EXTRA_NAMES ("DNS:ldap.lab.test,..."). Prints the names on stderr.
+peer_server_cert() {
+    local ca_dir="$1" cn="$2" work="$3" names="${EXTRA_NAMES:+$EXTRA_NAMES,}DNS:localhost,IP:127.0.0.1" address
+    for address in $(hostname -I); do
+        names="$names,IP:$address"
+    done
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$work/server.key" -out "$work/server.csr" \
+        -subj "/O=Juvini test peers/CN=$cn" 2>/dev/null
+    printf '%s\n' \
+        "subjectAltName=$names" \
+        "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" \
+        "subjectKeyIdentifier=hash" \
+        "authorityKeyIdentifier=keyid" >"$work/extensions"
+    openssl x509 -req -in "$work/server.csr" -CA "$ca_dir/ca.crt" -CAkey "$ca_dir/ca.key" \
+        -days 825 -extfile "$work/extensions" -out "$work/server.crt" 2>/dev/null
+    printf 'server-cert: %s\n' "$names" >&2
+}

@@ -57,13 +57,17 @@ class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
             return None
         auth_state = dict(result.get("auth_state") or {})
         name = self.normalize_username(result["name"])
-        if self.admin_groups:
-            groups = self._member_groups(login["username"], login["password"], self.admin_groups)
-            auth_state["admin_groups"] = groups
-            result["admin"] = bool(groups) or name in self.admin_users
-        if self.manage_groups and self.group_search_base:
-            # Every login says which groups the user is in: none found is none, and removes the old ones.
-            result["groups"] = self._directory_groups(login["username"], login["password"])
+        directory_groups = bool(self.manage_groups and self.group_search_base)
+        if self.admin_groups or directory_groups:
+            # One bind as the user serves both group searches.
+            own_bind = self._own_bind(login["username"], login["password"])
+            if self.admin_groups:
+                groups = self._member_groups(own_bind, self.admin_groups)
+                auth_state["admin_groups"] = groups
+                result["admin"] = bool(groups) or name in self.admin_users
+            if directory_groups:
+                # Every login says which groups the user is in: none found is none, and removes the old ones.
+                result["groups"] = self._directory_groups(own_bind, login["username"])
         if self.kerberos.enabled:
             outcome = await self.kerberos.at_login(name, login["password"])
             auth_state["kerberos"] = outcome.as_state()
@@ -82,32 +86,35 @@ class JuviniLDAPAuthenticator(WithKerberosTickets, LDAPAuthenticator):
         allowed = super().check_allowed(username, auth_model)
         return bool(await allowed) if inspect.isawaitable(allowed) else bool(allowed)
 
-    def _member_groups(self, login: str, password: str, groups: list[str]) -> list[str]:
-        """Those of ``groups`` the user belongs to, searched with the user's own bind."""
+    def _own_bind(self, login: str, password: str) -> tuple[Any, str] | None:
+        """A connection bound as the user, and ``group_search_filter`` filled in for them; None
+        when the user's entry or bind is not found."""
         userdn, uid = self._user_dn(login, password)
         if userdn is None:
-            return []
+            return None
         conn = self.get_connection(userdn, password)
         if not conn:
+            return None
+        return conn, self.group_search_filter.format(userdn=escape_filter_chars(userdn), uid=escape_filter_chars(uid))
+
+    def _member_groups(self, own_bind: tuple[Any, str] | None, groups: list[str]) -> list[str]:
+        """Those of ``groups`` the user belongs to, searched with the user's own bind."""
+        if own_bind is None:
             return []
-        found = []
-        for group in groups:
-            query = self.group_search_filter.format(userdn=escape_filter_chars(userdn), uid=escape_filter_chars(uid))
+        conn, query = own_bind
+        return [
+            group
+            for group in groups
             if conn.search(
                 search_base=group, search_scope=ldap3.BASE, search_filter=query, attributes=self.group_attributes
-            ):
-                found.append(group)
-        return found
+            )
+        ]
 
-    def _directory_groups(self, login: str, password: str) -> list[str]:
+    def _directory_groups(self, own_bind: tuple[Any, str] | None, login: str) -> list[str]:
         """The names of the groups below ``group_search_base`` the user is a member of (own bind)."""
-        userdn, uid = self._user_dn(login, password)
-        if userdn is None:
+        if own_bind is None:
             return []
-        conn = self.get_connection(userdn, password)
-        if not conn:
-            return []
-        query = self.group_search_filter.format(userdn=escape_filter_chars(userdn), uid=escape_filter_chars(uid))
+        conn, query = own_bind
         conn.search(
             search_base=self.group_search_base,
             search_scope=ldap3.SUBTREE,
