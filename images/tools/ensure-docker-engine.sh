@@ -10,6 +10,8 @@
 #                           Debian client, whose BuildKit builds work here)
 #   DOCKERD_LOG             where a dockerd started by us logs
 #                           (default /var/log/juvini-dockerd.log)
+#   CONTAINERD_LOG          where a containerd started by us logs
+#                           (default /var/log/juvini-containerd.log)
 #   DOCKER_WAIT_SECONDS     how long to wait for the daemon (default 60)
 set -euo pipefail
 
@@ -59,19 +61,46 @@ install_docker_io() {
         apt-get install -y -q --no-install-recommends docker.io
 }
 
+CONTAINERD_SOCKET=/run/containerd/containerd.sock
+CONTAINERD_LOG="${CONTAINERD_LOG:-/var/log/juvini-containerd.log}"
+
+containerd_answers() {
+    [ -S "$CONTAINERD_SOCKET" ] && as_root ctr --address "$CONTAINERD_SOCKET" version >/dev/null 2>&1
+}
+
+# containerd runs on its own, as Debian's containerd.service does, and dockerd talks to it: then
+# restarting dockerd (an upgrade, a crash) leaves containerd and the containers' shims alone, which
+# is what live-restore needs. A dockerd left to start its own containerd takes it down when it stops.
+start_containerd() {
+    local containerd deadline
+    containerd="$(command -v containerd || true)"
+    [ -n "$containerd" ] || containerd=/usr/bin/containerd
+    [ -x "$containerd" ] || die "containerd not found (Debian's docker.io depends on the containerd package)"
+    log "starting $containerd in the background (log: $CONTAINERD_LOG)"
+    # shellcheck disable=SC2016
+    as_root sh -c 'setsid nohup "$1" >>"$2" 2>&1 </dev/null &' sh "$containerd" "$CONTAINERD_LOG"
+    deadline=$(( $(date +%s) + DOCKER_WAIT_SECONDS ))
+    until containerd_answers; do
+        [ "$(date +%s)" -lt "$deadline" ] || die "containerd did not answer on $CONTAINERD_SOCKET within ${DOCKER_WAIT_SECONDS}s"
+        sleep 0.5
+    done
+}
+
 start_dockerd() {
     local dockerd
     dockerd="$(command -v dockerd || true)"
     [ -n "$dockerd" ] || dockerd=/usr/sbin/dockerd
     [ -x "$dockerd" ] || die "dockerd not found after installing docker.io"
+    containerd_answers || start_containerd
     # A stale pid file from a daemon that died makes a new dockerd refuse to
     # start; dockerd_running() said its process is gone, so it can go.
     as_root rm -f "$DOCKERD_PIDFILE"
     log "starting $dockerd in the background (log: $DOCKERD_LOG)"
     # setsid + nohup: the daemon must outlive this script and its session.
-    # The single quotes are deliberate: $1/$2 expand in the inner sh.
+    # The single quotes are deliberate: $1/$2/$3 expand in the inner sh.
     # shellcheck disable=SC2016
-    STARTED_PID="$(as_root sh -c 'setsid nohup "$1" >>"$2" 2>&1 </dev/null & echo $!' sh "$dockerd" "$DOCKERD_LOG")"
+    STARTED_PID="$(as_root sh -c 'setsid nohup "$1" --containerd="$3" >>"$2" 2>&1 </dev/null & echo $!' \
+        sh "$dockerd" "$DOCKERD_LOG" "$CONTAINERD_SOCKET")"
 }
 
 # Pid of the dockerd this script started, if any: when it dies there is no

@@ -25,6 +25,9 @@ from tests.support.provider_double import Deployment, bring_up
 STACK = "e2e"
 SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 IDLE_TIMEOUT = 150  # seconds; short so that the culling test finishes in CI
+#: spawner.kernelIdleTimeout and terminalIdleTimeout of the e2e lab: longer than any test leaves a kernel
+#: idle (kernels the tests use are connected, so never culled), short for the kernel-culling test.
+KERNEL_IDLE_TIMEOUT = 40
 #: auth.native.lockoutSeconds of the e2e lab (the default, 600, is too long to wait for).
 LOCKOUT_SECONDS = 15
 
@@ -165,6 +168,9 @@ def lab_config(root: Path, port: int) -> dict[str, Any]:
             "cpuLimit": 1,
             "idleTimeout": IDLE_TIMEOUT,
             "cullEvery": 10,
+            "kernelIdleTimeout": KERNEL_IDLE_TIMEOUT,
+            "terminalIdleTimeout": KERNEL_IDLE_TIMEOUT,
+            "kernelCullEvery": 5,
             "httpTimeout": 180,
             "startTimeout": 300,
         },

@@ -2,7 +2,8 @@
 the spawn form lists the profiles a user may pick, with their descriptions; a profile asked for by
 its slug over the REST API gets its limits and environment; a profile the user may not pick is
 refused with 403, an unknown one with 400; a group's folder is mounted only into its members'
-servers; the data folder is read-only in every server; a GPU profile on this machine (no GPU
+servers; the data folder is read-only in every server; JupyterLab's memory indicator measures against
+the profile's limits; git is there in Lab; idle kernels and terminals are culled; a GPU profile on this machine (no GPU
 runtime) fails at once, saying why.
 
 Groups are hub groups an admin manages over the REST API (the lab logs in with
@@ -11,6 +12,7 @@ NativeAuthenticator; LDAP groups are tested against a real directory in tests/in
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import re
 import time
@@ -20,7 +22,7 @@ import docker
 import pytest
 
 from infra import outputs
-from tests.e2e.conftest import GPU_USERS, Lab
+from tests.e2e.conftest import GPU_USERS, KERNEL_IDLE_TIMEOUT, Lab
 from tests.support.lab_client import LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -115,6 +117,12 @@ def test_a_profile_asked_for_by_slug_gets_its_limits_and_environment(
     assert host_config["CpuQuota"] / host_config["CpuPeriod"] == 1.5
     assert "LAB_PROFILE=large" in server.attrs["Config"]["Env"]
     assert modeller.run_code("import os; print(os.environ['LAB_PROFILE'])").strip() == "large"
+    # JupyterLab's memory and CPU indicator (jupyter-resource-usage) measures against the profile's limits.
+    metrics = modeller.server_api("GET", "api/metrics/v1")
+    assert metrics.status_code == 200, metrics.text
+    limits = metrics.json()["limits"]
+    assert limits["memory"]["rss"] == 1536 * 1024**2, limits
+    assert limits["cpu"]["cpu"] == 1.5, limits
 
 
 def test_a_profile_the_user_may_not_pick_is_refused_and_an_unknown_one_too(lab: Lab, outsider: LabUser) -> None:
@@ -171,6 +179,61 @@ def test_the_data_folder_is_read_only_in_every_server(lab: Lab, outsider: LabUse
     )
     assert output.split("\n")[:2] == ["reference data", "refused 30"], output  # 30: EROFS
     assert not (data / "mine.txt").exists()
+
+
+def test_git_is_there_in_lab_for_the_users_folder(lab: Lab, outsider: LabUser, stop_after: list[LabUser]) -> None:
+    """jupyterlab-git's panel is in Lab and its server side runs git on a repository in the user's folder."""
+    stop_after.append(outsider)
+    outsider.start_server(profile="base")
+    page_config = outsider.server_api("GET", "lab")
+    assert page_config.status_code == 200, page_config.text[:300]
+    assert "@jupyterlab/git" in page_config.text, "the Lab page does not load jupyterlab-git"
+    settings = outsider.server_api("GET", "git/settings")
+    assert settings.status_code == 200, settings.text
+    assert settings.json()["gitVersion"], settings.json()
+    outsider.run_code("import subprocess; subprocess.run(['git', 'init', '-q', 'repo'], check=True)")
+    outsider.run_code("open('repo/new.txt', 'w').write('hello')")
+    status = outsider.server_api("POST", "git/repo/status", json={})
+    assert status.status_code == 200, status.text
+    assert [entry["to"] for entry in status.json()["files"]] == ["new.txt"], status.json()
+    assert (lab.path("usersDir") / outsider.name / "repo" / ".git").is_dir()
+
+
+def test_an_idle_kernel_and_terminal_are_culled_while_a_kernel_in_use_stays(
+    lab: Lab, outsider: LabUser, stop_after: list[LabUser]
+) -> None:
+    """The e2e lab's servers cull kernels and terminals idle for KERNEL_IDLE_TIMEOUT (spawner.kernelIdleTimeout,
+    spawner.terminalIdleTimeout); a kernel running code, its notebook connected, is left alone."""
+    stop_after.append(outsider)
+    outsider.start_server(profile="base")
+    idle_kernel = outsider.server_api("POST", "api/kernels", json={"name": "python3"})
+    assert idle_kernel.status_code == 201, idle_kernel.text
+    idle_terminal = outsider.server_api("POST", "api/terminals")
+    assert idle_terminal.status_code == 200, idle_terminal.text
+
+    def remaining() -> tuple[set[str], set[str]]:
+        kernels = {kernel["id"] for kernel in outsider.server_api("GET", "api/kernels").json()}
+        terminals = {terminal["name"] for terminal in outsider.server_api("GET", "api/terminals").json()}
+        return kernels, terminals
+
+    began = time.monotonic()
+    with outsider.kernel() as run:
+        # Busy for longer than the idle timeout, and connected all along.
+        busy_for = KERNEL_IDLE_TIMEOUT + 20
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(run, f"import time; time.sleep({busy_for}); print('still here')", busy_for + 60)
+            wait_for(
+                "the idle kernel and terminal to be culled",
+                lambda: (
+                    idle_kernel.json()["id"] not in remaining()[0]
+                    and idle_terminal.json()["name"] not in remaining()[1]
+                ),
+                timeout=KERNEL_IDLE_TIMEOUT + 60,
+                interval=2,
+            )
+            culled_after = time.monotonic() - began
+            assert busy.result().strip() == "still here"
+    assert culled_after >= KERNEL_IDLE_TIMEOUT - 2, f"culled after {culled_after:.0f} s, before the timeout"
 
 
 def test_a_gpu_profile_without_a_gpu_runtime_fails_at_once_saying_so(lab: Lab) -> None:

@@ -1,16 +1,20 @@
-"""Users' containers locked down (security.userContainers), checked on the running lab."""
+"""Users' containers locked down (security.userContainers), checked on the running lab: no
+capabilities and no setuid escalation, a fork bomb and a memory hog kept inside their container,
+login abuse locked out, users' servers and their kernels living through an engine restart."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import docker
 import pytest
 import requests
 
 from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
-from tests.support.lab_client import LabUser, wait_for
+from tests.support.lab_client import DeadlineExceeded, KernelDied, LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +139,84 @@ def test_a_fork_bomb_stays_inside_its_container(lab: Lab, two_users: tuple) -> N
     assert stopped == str(flood["started"])
     assert answers(mallory)
     assert mallory.run_code("print('a new kernel starts again')").strip() == "a new kernel starts again"
+
+
+def test_a_memory_hog_loses_its_kernel_not_its_server(lab: Lab, two_users: tuple) -> None:
+    """Past the container's memory limit the kernel is killed (the largest process in the container's
+    memory cgroup); its server restarts it, and the server, the other user's server and the hub go on."""
+    mallory, trent = two_users
+    server = container(lab, mallory.name)
+    limit = server.attrs["HostConfig"]["Memory"]
+    assert limit > 0
+    with mallory.kernel() as run:
+        first_pid = run("import os; print(os.getpid())").strip()
+        with pytest.raises(KernelDied):
+            run(f"hog = b'x' * {limit + 512 * 1024**2}", 120)
+        restarted = wait_for(
+            f"the killed kernel to be restarted by its server (log: docker logs {server.name})",
+            lambda: _output(run, "import os; print(os.getpid())"),
+            timeout=120,
+            interval=2,
+        )
+    assert restarted != first_pid
+    server.reload()
+    assert server.status == "running", server.logs(tail=40).decode()
+    assert answers(mallory) and answers(trent)
+    assert requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=20).status_code == 200
+
+
+def _output(run: Callable[[str, float], str], code: str) -> str | None:
+    try:
+        return run(code, 20).strip() or None
+    except (DeadlineExceeded, KernelDied, OSError):
+        return None
+
+
+ENSURE_ENGINE = Path(__file__).resolve().parents[2] / "images" / "tools" / "ensure-docker-engine.sh"
+
+
+def _restart_engine() -> None:
+    """Stop this machine's dockerd (SIGTERM, as an upgrade would) and start it again.
+
+    containerd must run on its own (as Debian's containerd.service does, and as
+    ensure-docker-engine.sh starts it): a dockerd that started its own containerd stops it too."""
+    pid = Path("/var/run/docker.pid").read_text().strip()
+    children = subprocess.run(["pgrep", "-P", pid, "-x", "containerd"], capture_output=True, text=True, check=False)
+    if children.stdout.strip():
+        pytest.skip("this machine's dockerd runs its own containerd: restarting dockerd stops every container")
+    subprocess.run(["kill", "-TERM", pid], check=True)
+    wait_for("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5)
+    started = subprocess.run([str(ENSURE_ENGINE)], capture_output=True, text=True, timeout=300, check=False)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+
+def test_users_servers_and_kernels_live_through_an_engine_restart(lab: Lab, two_users: tuple) -> None:
+    """Live-restore (security.liveRestore, on by default for one host): kernels, servers, hub and proxy live on."""
+    mallory, trent = two_users
+    assert lab.docker.info()["LiveRestoreEnabled"] is True
+    server = container(lab, mallory.name)
+    with mallory.kernel() as run:
+        run("kept_in_memory = 6 * 7")
+        _restart_engine()
+        lab.docker = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
+        assert container(lab, mallory.name).attrs["State"]["Pid"] == server.attrs["State"]["Pid"]
+        # The same kernel, with what it held in memory.
+        assert wait_for("the kernel to answer", lambda: _output(run, "print(kept_in_memory)"), timeout=120) == "42"
+    assert wait_for("the hub", lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10).ok, 120)
+    assert answers(trent)
+    # The hub still manages the server it started before the restart: it stops it, and starts it again.
+    mallory.stop_server()
+    assert wait_for("the container to go", lambda: _gone(lab, server.name), timeout=120, interval=1)
+    mallory.start_server()
+    assert answers(mallory)
+
+
+def _gone(lab: Lab, name: str) -> bool:
+    try:
+        lab.docker.containers.get(name)
+    except docker.errors.NotFound:
+        return True
+    return False
 
 
 #: auth.native.allowedFailedLogins (the default; the e2e lab keeps it).

@@ -27,6 +27,10 @@ class DeadlineExceeded(AssertionError):
     """A wait ran out of time; the message says what was awaited and what was last seen."""
 
 
+class KernelDied(AssertionError):
+    """The kernel running the code died (its server reported it restarting or dead)."""
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
     """Call ``probe`` until it returns something other than None/False, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -224,6 +228,10 @@ class LabUser:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 message = json.loads(connection.recv())
+                state = message.get("content", {}).get("execution_state")
+                if message["header"]["msg_type"] == "status" and state in ("restarting", "dead"):
+                    # The server's own notice (no parent): the kernel process is gone.
+                    raise KernelDied(f"the kernel died running the code (its server says: {state})")
                 if message.get("parent_header", {}).get("msg_id") != message_id:
                     continue
                 kind = message["header"]["msg_type"]
