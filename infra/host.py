@@ -92,11 +92,18 @@ def folder_scripts(settings: Settings) -> tuple[str, str]:
 #: The engine's configuration file, and where stacks mark that they rely on live-restore.
 DAEMON_JSON = "/etc/docker/daemon.json"
 LIVE_RESTORE_MARKERS = "/etc/docker/juvini-live-restore"
+#: Where dockerd writes its pid (its default, also under systemd).
+DOCKERD_PIDFILE = "/var/run/docker.pid"
 
 
 def live_restore_scripts(naming: Naming) -> tuple[str, str]:
     """The (create, delete) scripts turning the engine's live-restore on for this stack."""
-    values = {"daemon_json": DAEMON_JSON, "marker_dir": LIVE_RESTORE_MARKERS, "stack": naming.prefix}
+    values = {
+        "daemon_json": DAEMON_JSON,
+        "marker_dir": LIVE_RESTORE_MARKERS,
+        "engine_pidfile": DOCKERD_PIDFILE,
+        "stack": naming.prefix,
+    }
     return render("host-live-restore.sh.j2", **values), render("host-live-restore-delete.sh.j2", **values)
 
 

@@ -131,7 +131,9 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "environment": environment,
         "container_user": f"{uid}:{gid}",
         # Capabilities, setuid, process and file limits of users' containers (infra/settings/security.py).
-        "user_host_config": settings.security.user_containers.docker_host_config(),
+        # Not auto-removed by Docker: Docker 20.10 removes auto-remove containers when the engine
+        # restarts, live-restore or not (measured); the spawner removes them when they stop.
+        "user_host_config": settings.security.user_containers.docker_host_config() | {"auto_remove": False},
         "container_labels": naming.labels("user"),
         # Only servers of these images take a Spark port pair (infra/flavours.py: spark).
         "spark_images": sorted(

@@ -13,6 +13,8 @@ import docker
 import pytest
 import requests
 
+from infra import outputs
+from infra.host import DAEMON_JSON
 from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
 from tests.support.lab_client import DeadlineExceeded, KernelDied, LabUser, wait_for
 
@@ -194,6 +196,8 @@ def test_users_servers_and_kernels_live_through_an_engine_restart(lab: Lab, two_
     """Live-restore (security.liveRestore, on by default for one host): kernels, servers, hub and proxy live on."""
     mallory, trent = two_users
     assert lab.docker.info()["LiveRestoreEnabled"] is True
+    # And the engine starts with it again: the configuration file says so, not just the running engine.
+    assert json.loads(Path(DAEMON_JSON).read_text(encoding="utf-8"))["live-restore"] is True
     server = container(lab, mallory.name)
     with mallory.kernel() as run:
         run("kept_in_memory = 6 * 7")
@@ -205,7 +209,11 @@ def test_users_servers_and_kernels_live_through_an_engine_restart(lab: Lab, two_
     assert wait_for("the hub", lambda: requests.get(lab.url + "hub/health", verify=lab.ca_file, timeout=10).ok, 120)
     assert answers(trent)
     # The hub still manages the server it started before the restart: it stops it, and starts it again.
-    mallory.stop_server()
+    try:
+        mallory.stop_server()
+    except AssertionError as refused:
+        hub_log = lab.docker.containers.get(lab.outputs[outputs.HUB_CONTAINER]).logs(tail=80).decode(errors="replace")
+        raise AssertionError(f"{refused}\nhub log:\n{hub_log}") from None
     assert wait_for("the container to go", lambda: _gone(lab, server.name), timeout=120, interval=1)
     mallory.start_server()
     assert answers(mallory)

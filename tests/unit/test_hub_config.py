@@ -951,6 +951,14 @@ def test_users_containers_are_locked_down_by_default(load: Load) -> None:
     assert sent["PidsLimit"] == 2048 and {u["Name"] for u in sent["Ulimits"]} == {"core"}
 
 
+def test_users_containers_outlive_an_engine_restart_and_the_spawner_removes_them(load: Load) -> None:
+    """Docker drops auto-remove containers when the engine restarts, even with live-restore."""
+    config = load().config
+    extra = option(config, DockerSpawner, "extra_host_config")
+    assert extra["auto_remove"] is False
+    assert option(config, DockerSpawner, "remove") is True, "the spawner removes a server's container when it stops"
+
+
 def test_swarm_services_drop_the_capabilities(load: Load) -> None:
     spec = option(load(variant="swarm").config, SwarmSpawner, "extra_container_spec")
     container_spec = docker.types.ContainerSpec(image="x", **spec)

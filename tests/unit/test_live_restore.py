@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,11 @@ if "live-restore" in settings:
 ' "$STUB_CONFIG" "$state/live-restore"
 """
 
+#: `pgrep -x -o dockerd`, asked when the engine's pid file is missing: no dockerd process to look at.
+STUB_PGREP = """#!/bin/sh
+exit 1
+"""
+
 
 class Engine:
     def __init__(self, root: Path) -> None:
@@ -49,7 +56,7 @@ class Engine:
         self.markers = root / "etc/docker/juvini-live-restore"
         for folder in (self.state, self.bin):
             folder.mkdir(parents=True)
-        for name, body in (("docker", STUB_DOCKER), ("pkill", STUB_PKILL)):
+        for name, body in (("docker", STUB_DOCKER), ("pkill", STUB_PKILL), ("pgrep", STUB_PGREP)):
             (self.bin / name).write_text(body)
             (self.bin / name).chmod(0o755)
         self.set(live_restore=False, swarm="inactive")
@@ -59,6 +66,19 @@ class Engine:
             (self.state / "live-restore").write_text("true" if live_restore else "false")
         if swarm is not None:
             (self.state / "swarm").write_text(swarm)
+
+    @contextlib.contextmanager
+    def started_with(self, *flags: str) -> Iterator[None]:
+        """A process standing in for dockerd, started with ``flags`` on its command line (its pid in
+        the engine's pid file)."""
+        dockerd = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *flags])
+        (self.state / "dockerd-pid").write_text(str(dockerd.pid))
+        try:
+            yield
+        finally:
+            dockerd.kill()
+            dockerd.wait()
+            (self.state / "dockerd-pid").unlink()
 
     @property
     def live_restore(self) -> bool:
@@ -71,7 +91,13 @@ class Engine:
 
     def run(self, stack: str, action: str) -> subprocess.CompletedProcess[str]:
         template = "host-live-restore.sh.j2" if action == "create" else "host-live-restore-delete.sh.j2"
-        script = render(template, daemon_json=str(self.config), marker_dir=str(self.markers), stack=stack)
+        script = render(
+            template,
+            daemon_json=str(self.config),
+            marker_dir=str(self.markers),
+            engine_pidfile=str(self.state / "dockerd-pid"),
+            stack=stack,
+        )
         env = os.environ | {
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "STUB_STATE": str(self.state),
@@ -140,3 +166,28 @@ def test_a_swarm_node_is_refused_with_the_key_to_change(engine: Engine) -> None:
 def test_delete_without_create_succeeds(engine: Engine) -> None:
     ok(engine.run("juvini-dev", "delete"))
     assert engine.reloads == 0
+
+
+def test_on_only_until_the_next_restart_is_made_lasting(engine: Engine) -> None:
+    """The running engine says on, but its file does not (a reload that found no key leaves the
+    engine as it was): the next restart would turn it off, so the key is written."""
+    engine.set(live_restore=True)
+    assert "turned on" in ok(engine.run("juvini-dev", "create"))
+    assert json.loads(engine.config.read_text()) == {"live-restore": True}
+    assert (engine.markers / ".turned-on-by-juvini").exists()
+
+
+def test_on_through_the_engines_command_line_is_left_alone(engine: Engine) -> None:
+    engine.set(live_restore=True)
+    with engine.started_with("--live-restore"):
+        assert "already on" in ok(engine.run("juvini-dev", "create"))
+    assert not engine.config.exists() and engine.reloads == 0
+
+
+def test_off_through_the_engines_command_line_is_refused_saying_where(engine: Engine) -> None:
+    """Docker refuses to start when a key is both a flag and in daemon.json: never write it then."""
+    with engine.started_with("--live-restore=false"):
+        result = engine.run("juvini-dev", "create")
+    assert result.returncode != 0, result.stdout
+    assert "command line says --live-restore=false" in result.stderr and "security.liveRestore: false" in result.stderr
+    assert not engine.config.exists() and engine.reloads == 0
