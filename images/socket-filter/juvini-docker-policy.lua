@@ -67,7 +67,9 @@ local function refuse(rule, status)
   error(setmetatable({ rule = rule, status = status or 403 }, Refusal), 0)
 end
 
-local function describe(value)
+local describe
+
+function describe(value)
   if type(value) == "table" and next(value) == nil then
     return "none"
   end
@@ -80,8 +82,11 @@ local function describe(value)
     return table.concat(pairs_text, ", ")
   end
   if type(value) == "table" then
-    local ok, text = pcall(cjson.encode, value)
-    return ok and text or "(a list)"
+    local items = {}
+    for index, item in ipairs(value) do
+      items[index] = describe(item)
+    end
+    return "[" .. table.concat(items, ", ") .. "]"
   end
   return tostring(value)
 end

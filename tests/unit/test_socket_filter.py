@@ -19,6 +19,7 @@ from infra.hub_config import hub_config_values
 from infra.naming import Naming
 from infra.settings import Settings, parse_settings
 from infra.socket_filter import (
+    CONFIG_DIR,
     ENGINE_SOCKET,
     FILTERED_SOCKET,
     HAPROXY_CONFIG_PATH,
@@ -125,6 +126,8 @@ def test_haproxy_loads_the_policy_and_binds_the_socket_the_hub_uses(dev: Program
     assert config == render_haproxy_config(NAMING)
     dockerfile = (ROOT / "images" / "socket-filter" / "Dockerfile").read_text(encoding="utf-8")
     assert f"COPY juvini-docker-policy.lua {POLICY_CODE}" in dockerfile
+    assert f"mkdir -p {CONFIG_DIR}" in dockerfile  # uploads land in an existing folder
+    assert {HAPROXY_CONFIG_PATH, POLICY_PATH} == {f"{CONFIG_DIR}/haproxy.cfg", f"{CONFIG_DIR}/policy.json"}
 
 
 def test_without_the_filter_the_hub_mounts_the_socket_and_nothing_of_the_filter_exists(tmp_path: Path) -> None:
