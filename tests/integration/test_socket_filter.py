@@ -177,7 +177,7 @@ def spawner(lab_filter: Filter, monkeypatch: pytest.MonkeyPatch) -> JuviniDocker
 
     user = SimpleNamespace(name="alice", escaped_name="alice", id=1, url="/user/alice/", settings={}, groups=[])
     user.get_auth_state = auth_state
-    made = JuviniDockerSpawner(config=config, user=user, hub=Hub(url="http://hub:8081/hub/"))
+    made = JuviniDockerSpawner(config=config, user=user, hub=Hub(ip="hub", port=8081))
     made.api_token = "not-a-real-token"  # the server never talks to a hub here
     return made
 
@@ -212,7 +212,12 @@ def test_a_users_server_is_made_run_and_removed_through_the_filter(
     host_config = inspected["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"] and host_config["SecurityOpt"] == ["no-new-privileges:true"]
     assert set(host_config["PortBindings"]) == {"12900/tcp", "12950/tcp"}
-    assert lab_filter.engine.containers.list(all=True, filters={"name": NAMING.physical("user-alice")}) == []
+    # Auto-removed once stopped (DockerSpawner.remove), as in the lab.
+    wait_for(
+        "alice's stopped container to go",
+        lambda: not lab_filter.engine.api.containers(all=True, filters={"name": NAMING.physical("user-alice")}),
+        timeout=30,
+    )
     assert lab_filter.engine.volumes.list(filters={"name": f"{NAMING.physical('user-alice')}-cifs-{SHARE}"}) == []
     calls = [line for line in lab_filter.log().splitlines() if "juvini-sfit-user-alice" in line or "/version" in line]
     assert calls, lab_filter.log()[-3000:]
@@ -338,7 +343,7 @@ def test_a_forbidden_call_is_refused_with_a_403_naming_its_rule(
     assert refused.value.status_code == 403, f"{what}: {refused.value}"
     message = str(refused.value.explanation)
     assert message.startswith("juvini docker filter: ") and rule in message, f"{what}: {message}"
-    assert lab_filter.engine.containers.list(all=True, filters={"name": INTRUDER}) == []
+    assert lab_filter.engine.api.containers(all=True, filters={"name": INTRUDER}) == []
     assert lab_filter.engine.containers.get(FOREIGN).status == "running"
     assert f"refused: {message.removeprefix('juvini docker filter: ')}" in lab_filter.log()
 
@@ -437,7 +442,7 @@ def test_bodies_the_engine_reads_its_own_way_are_refused(
     body = json.dumps(create_body(lab_filter, **host_config)).encode()
     status, text = raw(lab_filter, "POST", f"/v1.41/containers/create?name={INTRUDER}", body)
     assert status == 403 and rule in json.loads(text)["message"], f"{what}: {status} {text}"
-    assert lab_filter.engine.containers.list(all=True, filters={"name": INTRUDER}) == []
+    assert lab_filter.engine.api.containers(all=True, filters={"name": INTRUDER}) == []
 
 
 @pytest.mark.parametrize(
@@ -466,4 +471,4 @@ def test_a_chunked_body_is_refused(lab_filter: Filter) -> None:
         lab_filter, "POST", f"/v1.41/containers/create?name={INTRUDER}", chunked, **{"Transfer-Encoding": "chunked"}
     )
     assert status == 403 and "chunked" in text, text
-    assert lab_filter.engine.containers.list(all=True, filters={"name": INTRUDER}) == []
+    assert lab_filter.engine.api.containers(all=True, filters={"name": INTRUDER}) == []
