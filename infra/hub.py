@@ -31,6 +31,7 @@ from infra.naming import Naming
 from infra.network import Networks
 from infra.proxy import PROXY_TOKEN_ENV
 from infra.settings import AuthType, Settings
+from infra.socket_filter import hub_docker_environment, hub_docker_mount
 
 TYPE = "juvini:index:Hub"
 
@@ -58,11 +59,11 @@ def hub_environment(settings: Settings, *, proxy_token: V, cookie_secret: V, cry
     } | auth_environment(settings)
 
 
-def hub_mounts(settings: Settings) -> list[docker.ContainerMountArgs]:
-    """The host's Docker socket, the hub's state folder and the users' folders."""
+def hub_mounts(settings: Settings, naming: Naming) -> list[docker.ContainerMountArgs]:
+    """Docker (the filter's socket, infra/socket_filter.py), the hub's state folder and the users' folders."""
     return [
-        # DockerSpawner drives the host's engine.
-        docker.ContainerMountArgs(type="bind", source=settings.docker_socket, target="/var/run/docker.sock"),
+        # DockerSpawner drives the host's engine, through the filter unless the stack turns it off.
+        hub_docker_mount(settings, naming),
         docker.ContainerMountArgs(type="bind", source=settings.paths.hub_state_dir, target=STATE_DIR),
         # Same path as on the host: the hub creates users' folders that DockerSpawner then
         # bind-mounts by their host path.
@@ -124,9 +125,12 @@ class Hub(pulumi.ComponentResource):
             f"{name}-hub",
             name=naming.physical("hub"),
             image=images.hub_image_digest,
-            envs=secret_env(environment),
+            envs=[
+                *secret_env(environment),
+                *(f"{key}={value}" for key, value in hub_docker_environment(settings).items()),
+            ],
             uploads=hub_uploads(settings, self.config_text),
-            mounts=hub_mounts(settings),
+            mounts=hub_mounts(settings, naming),
             networks_advanced=lab_networks(networks),
             restart="unless-stopped",
             healthcheck=healthcheck(f"http://127.0.0.1:{HUB_API_PORT}/hub/health"),

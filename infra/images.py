@@ -1,10 +1,10 @@
 """Image builds from ``images/``: the foundation, the hub image and the notebook images users pick from.
 
 The foundation (``images/foundation``) is built first, from the stack's OS base image: it owns
-the trust store (the extra CAs) and the OS layer every image shares. The hub and the first
-notebook flavour are built ``FROM`` it; each later flavour ``FROM`` its parent flavour
-(``infra/flavours.py``). Only the foundation takes ``EXTRA_CA_CERTS``; the others inherit its
-trust store.
+the trust store (the extra CAs) and the OS layer every image shares. The hub, the Docker API filter
+(``images/socket-filter``) and the first notebook flavour are built ``FROM`` it; each later flavour
+``FROM`` its parent flavour (``infra/flavours.py``). Only the foundation takes ``EXTRA_CA_CERTS``;
+the others inherit its trust store.
 
 A docker.Image is rebuilt only when its own inputs change, so each image gets its base's
 ``repoDigest`` (the image id for a local image) as ``BASE_IMAGE_DIGEST``: when a base is rebuilt
@@ -32,6 +32,8 @@ IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 FOUNDATION = FOUNDATION_FOLDER = "foundation"
 #: Build context (folder of ``images/``) of the hub image.
 HUB = HUB_FOLDER = "hub"
+#: Build context (folder of ``images/``) and role of the Docker API filter's image (infra/socket_filter.py).
+SOCKET_FILTER = SOCKET_FILTER_FOLDER = "socket-filter"
 
 
 def context_path(folder: str) -> str:
@@ -53,12 +55,17 @@ class ImageBuild:
     parent: str | None
 
 
-def build_order(flavour_names: list[str] | tuple[str, ...] = flavours.NAMES) -> list[ImageBuild]:
-    """The images to build for ``flavour_names`` (and their ancestors), each after its parent."""
+def build_order(
+    flavour_names: list[str] | tuple[str, ...] = flavours.NAMES, *, socket_filter: bool = True
+) -> list[ImageBuild]:
+    """The images to build for ``flavour_names`` (and their ancestors), each after its parent; the
+    Docker API filter's too unless ``socket_filter`` is False."""
     chain = [
         ImageBuild(FOUNDATION, FOUNDATION, FOUNDATION_FOLDER, None),
         ImageBuild(HUB, HUB, HUB_FOLDER, FOUNDATION),
     ]
+    if socket_filter:
+        chain.append(ImageBuild(SOCKET_FILTER, SOCKET_FILTER, SOCKET_FILTER_FOLDER, FOUNDATION))
     for flavour in flavours.lineage(flavour_names):
         chain.append(ImageBuild(flavour.name, flavour.role, flavour.folder, flavour.parent or FOUNDATION))
     return chain
@@ -84,10 +91,12 @@ def build_args(
 
 
 class Images(pulumi.ComponentResource):
-    """The foundation, hub and notebook images, built with BuildKit in order (pushed only if asked)."""
+    """The foundation, hub, Docker API filter and notebook images, built with BuildKit in order (pushed
+    only if asked)."""
 
     foundation: docker.Image
     hub: docker.Image
+    socket_filter: docker.Image | None
     notebooks: dict[str, docker.Image]
 
     def __init__(
@@ -99,7 +108,7 @@ class Images(pulumi.ComponentResource):
         built: dict[str, docker.Image] = {}
         #: Image reference of each key, known at declaration time (the rendered hub config needs them).
         names: dict[str, str] = {}
-        for build in build_order(settings.spawner.allowed_images):
+        for build in build_order(settings.spawner.allowed_images, socket_filter=settings.security.docker_api_filter):
             names[build.key] = self._image_name(build.role)
             parent = built[build.parent] if build.parent else None
             built[build.key] = self._build(name, build, names[build.key], parent)
@@ -107,6 +116,9 @@ class Images(pulumi.ComponentResource):
         self.foundation_image_name: str = names.pop(FOUNDATION)
         self.hub = built.pop(HUB)
         self.hub_image_name: str = names.pop(HUB)
+        #: None when the stack turns the filter off (security.dockerApiFilter).
+        self.socket_filter = built.pop(SOCKET_FILTER, None)
+        names.pop(SOCKET_FILTER, None)
         #: What the hub and proxy containers run: the built image's id (its digest once pushed), so a
         #: rebuilt hub image (new juvini_hub code, a new CA) replaces them even under the same tag.
         self.hub_image_digest: pulumi.Output[str] = self.hub.repo_digest
@@ -114,9 +126,11 @@ class Images(pulumi.ComponentResource):
         self.notebook_image_names: dict[str, str] = names
 
         # The stack output: what the lab runs (the foundation is only built on, so it is not in it).
-        self.references: dict[str, pulumi.Output[str]] = {HUB: self.hub.image_name} | {
-            flavour: image.image_name for flavour, image in self.notebooks.items()
-        }
+        self.references: dict[str, pulumi.Output[str]] = (
+            {HUB: self.hub.image_name}
+            | ({SOCKET_FILTER: self.socket_filter.image_name} if self.socket_filter else {})
+            | {flavour: image.image_name for flavour, image in self.notebooks.items()}
+        )
         self.register_outputs({"references": self.references})
 
     def _image_name(self, role: str) -> str:

@@ -1,4 +1,5 @@
-"""The whole lab on one Docker host: host setup, TLS, networks, images, shares, secrets, proxy, hub."""
+"""The whole lab on one Docker host: host setup, TLS, networks, images, shares, secrets, proxy, the Docker
+API filter, hub."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from infra.network import Networks
 from infra.proxy import Proxy
 from infra.settings import Settings
 from infra.shares import Shares
+from infra.socket_filter import SocketFilter
 from infra.tls import Tls
 
 TYPE = "juvini:index:Lab"
@@ -43,6 +45,20 @@ class Lab(pulumi.ComponentResource):
         self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
         self.shares = Shares(f"{name}-shares", settings, naming, opts=on_host)
+
+        # The hub's only way to Docker (security.dockerApiFilter): up before the hub, gone after it.
+        self.socket_filter: SocketFilter | None = None
+        if self.images.socket_filter is not None:
+            self.socket_filter = SocketFilter(
+                f"{name}-socket-filter",
+                settings,
+                naming,
+                image=self.images.socket_filter.repo_digest,
+                notebook_images=self.images.notebook_image_names,
+                after=[self.images, *engine_ready],
+                opts=on_host,
+            )
+        docker_access = [self.socket_filter.container] if self.socket_filter else []
 
         hub_name = f"{name}-hub"
         # The Hub component held the secrets, the proxy and the clean-up command until they moved
@@ -72,7 +88,7 @@ class Lab(pulumi.ComponentResource):
             images=self.images,
             networks=self.networks,
             # Destroy runs in reverse: the hub, then users' servers, then the users' network.
-            after=[self.proxy.container, self.user_servers_cleanup, self.shares],
+            after=[self.proxy.container, self.user_servers_cleanup, self.shares, *docker_access],
             opts=on_host,
         )
 

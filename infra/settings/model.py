@@ -34,7 +34,8 @@ class Settings(Section):
     )
     docker_socket: AbsolutePath = Field(
         default="/var/run/docker.sock",
-        description="Path of the Docker socket on the Docker host, mounted into the hub.",
+        description="Path of the Docker socket on the Docker host, mounted into the Docker API filter (into the "
+        "hub with security.dockerApiFilter off).",
     )
     host: HostSettings = Field(
         default_factory=HostSettings, description="SSH access to the Docker host for host commands."

@@ -132,10 +132,16 @@ class UserContainerSecurity(Section):
 
 
 class SecuritySettings(Section):
-    """How the lab protects its users from each other and the host from its users."""
+    """How the lab protects its users from each other and the host from its users and its hub."""
 
     user_containers: UserContainerSecurity = Field(
         default_factory=UserContainerSecurity, description="Limits and privileges of users' containers."
+    )
+    docker_api_filter: bool = Field(
+        default=True,
+        description="The hub reaches Docker only through a filter (HAProxy with the lab's policy) that allows "
+        "what the spawner needs and refuses the rest (host folders, privileges, exec ...); off: the hub mounts "
+        "the Docker socket itself, and so can take over the Docker host.",
     )
     live_restore: bool | None = Field(
         default=None,

@@ -483,17 +483,24 @@ def _container(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tup
         "labels",
         "mustRun",
         "uploads",
+        "capabilities",
+        "securityOpts",
+        "networkMode",
     }
     _check_inputs("docker:index/container:Container", name, inputs, known)
     client = double.client
     mounts = []
     for mount in inputs.get("mounts") or []:
         _check_inputs("container mount", name, mount, {"type", "source", "target", "readOnly"})
-        if mount["type"] != "bind":
+        if mount["type"] not in ("bind", "volume"):
             raise UnsupportedByDouble(f"container {name}: mount type {mount['type']}")
         mounts.append(
-            docker.types.Mount(mount["target"], mount["source"], type="bind", read_only=bool(mount.get("readOnly")))
+            docker.types.Mount(
+                mount["target"], mount["source"], type=mount["type"], read_only=bool(mount.get("readOnly"))
+            )
         )
+    capabilities = inputs.get("capabilities") or {}
+    _check_inputs("container capabilities", name, capabilities, {"adds", "drops"})
     ports = {}
     for port in inputs.get("ports") or []:
         _check_inputs("container port", name, port, {"internal", "external", "ip", "protocol"})
@@ -529,6 +536,10 @@ def _container(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tup
         restart_policy={"Name": restart} if restart != "no" else None,
         healthcheck=healthcheck,
         labels={label["label"]: label["value"] for label in inputs.get("labels") or []},
+        cap_add=capabilities.get("adds"),
+        cap_drop=capabilities.get("drops"),
+        security_opt=inputs.get("securityOpts"),
+        network_mode=inputs.get("networkMode"),
     )
     for network in inputs.get("networksAdvanced") or []:
         aliases = network.get("aliases")

@@ -20,6 +20,9 @@ LDAP: dict[str, Any] = {
 }
 
 
+NAMING = Naming(project="juvini", stack="dev")
+
+
 def settings(**raw: Any) -> Settings:
     return parse_settings(raw)
 
@@ -51,14 +54,20 @@ def test_proxy_environment_is_the_proxy_token_alone() -> None:
     assert proxy_environment("token") == {"CONFIGPROXY_AUTH_TOKEN": "token"}
 
 
-def test_hub_mounts_socket_state_and_users_folders_at_their_host_paths() -> None:
-    mounts = hub_mounts(settings(dockerSocket="/run/docker.sock", paths={"usersDir": "/data/users"}))
+def test_hub_mounts_the_filters_socket_volume_state_and_users_folders_at_their_host_paths() -> None:
+    mounts = hub_mounts(settings(dockerSocket="/run/docker.sock", paths={"usersDir": "/data/users"}), NAMING)
     assert [(m.type, m.source, m.target) for m in mounts] == [
-        ("bind", "/run/docker.sock", "/var/run/docker.sock"),
+        ("volume", "juvini-dev-docker-api", "/run/juvini/docker-api"),
         ("bind", "/srv/juvini/hub", "/srv/jupyterhub/state"),
         ("bind", "/data/users", "/data/users"),
     ]
     assert not any(m.read_only for m in mounts)
+
+
+def test_without_the_filter_the_hub_mounts_the_docker_socket_itself() -> None:
+    mounts = hub_mounts(settings(dockerSocket="/run/docker.sock", security={"dockerApiFilter": False}), NAMING)
+    assert (mounts[0].type, mounts[0].source, mounts[0].target) == ("bind", "/run/docker.sock", "/var/run/docker.sock")
+    assert not any(m.target == "/run/juvini/docker-api" for m in mounts)
 
 
 @pytest.mark.parametrize(

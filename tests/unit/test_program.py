@@ -14,7 +14,7 @@ import yaml
 
 from infra import outputs
 from infra.flavours import BY_NAME as FLAVOURS
-from infra.images import HUB_FOLDER
+from infra.images import HUB_FOLDER, SOCKET_FILTER
 from tests.support.pulumi_mocks import (
     MOCK_IMAGE_ID,
     MOCK_PRIVATE_KEY,
@@ -160,10 +160,11 @@ def test_networks_are_named_per_stack(dev: ProgramRun, prod: ProgramRun) -> None
 
 def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -> None:
     images = {r.name.removeprefix("juvini-dev-images-"): r for r in dev.of_type(IMAGE)}
-    assert set(images) == {"foundation", "hub", "base", "datascience", "pyspark"}
+    assert set(images) == {"foundation", "hub", "socket-filter", "base", "datascience", "pyspark"}
     for role, image in images.items():
         build = image.inputs["build"]
-        folder = {"foundation": "foundation", "hub": HUB_FOLDER}.get(role) or FLAVOURS[role].folder
+        folder = {"foundation": "foundation", "hub": HUB_FOLDER, SOCKET_FILTER: SOCKET_FILTER}.get(role)
+        folder = folder or FLAVOURS[role].folder
         assert build["context"].endswith(f"images/{folder}"), image
         assert (ROOT / "images" / folder / "Dockerfile").is_file(), image
         assert build["builderVersion"] == "BuilderBuildKit", image
@@ -182,7 +183,7 @@ def test_images_are_built_from_images_folder_with_base_and_ca(dev: ProgramRun) -
 
     assert images["foundation"].inputs["imageName"] == "juvini-dev-foundation:0.1.0"
     assert base_of("foundation") == "juvini-base:bookworm"
-    assert base_of("hub") == base_of("base") == "juvini-dev-foundation:0.1.0"
+    assert base_of("hub") == base_of("base") == base_of(SOCKET_FILTER) == "juvini-dev-foundation:0.1.0"
     assert base_of("datascience") == "juvini-dev-notebook-base:0.1.0"
     assert base_of("pyspark") == "juvini-dev-notebook-datascience:0.1.0"
     assert images["base"].inputs["build"]["args"]["LAB_UID"] == "2100"
@@ -271,19 +272,19 @@ def test_prod_proxy_redirects_plain_http(prod: ProgramRun) -> None:
     assert "--redirect-to=443" in proxy.inputs["command"], proxy
 
 
-def test_hub_container_gets_config_socket_state_and_secrets(dev: ProgramRun) -> None:
+def test_hub_container_gets_config_filtered_docker_state_and_secrets(dev: ProgramRun) -> None:
     hub = dev.named("juvini-dev-hub-hub")
     (upload,) = hub.inputs["uploads"]
     assert upload["file"] == "/srv/jupyterhub/jupyterhub_config.py", hub
     assert "juvini_hub.spawner.JuviniDockerSpawner" in upload["content"], hub
     mounts = {m["target"]: m["source"] for m in hub.inputs["mounts"]}
     assert mounts == {
-        "/var/run/docker.sock": "/var/run/docker.sock",
+        "/run/juvini/docker-api": "juvini-dev-docker-api",
         "/srv/jupyterhub/state": "/srv/juvini/hub",
         "/srv/juvini/users": "/srv/juvini/users",
     }, hub
     env_names = sorted(entry.split("=", 1)[0] for entry in hub.inputs["envs"])
-    assert env_names == ["CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"], hub
+    assert env_names == ["CONFIGPROXY_AUTH_TOKEN", "DOCKER_HOST", "JPY_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"], hub
     assert hub.secret_inputs == {"envs"}, f"{hub} secrets: {hub.secret_inputs}"
     # The hub image's id, not its tag: a rebuilt image replaces the container even under the same tag.
     assert hub.inputs["image"] == MOCK_IMAGE_ID.format(name="juvini-dev-images-hub"), hub
@@ -310,6 +311,8 @@ def test_secrets_are_generated_once_per_stack_in_their_component(dev: ProgramRun
         "CONFIGPROXY_AUTH_TOKEN": _mock_hex(generated["juvini-dev-secrets-proxy-token"]),
         "JPY_COOKIE_SECRET": _mock_hex(generated["juvini-dev-secrets-cookie-secret"]),
         "JUPYTERHUB_CRYPT_KEY": _mock_hex(generated["juvini-dev-secrets-crypt-key"]),
+        # Not a secret: the filter's socket (infra/socket_filter.py), which docker-py reads.
+        "DOCKER_HOST": "unix:///run/juvini/docker-api/docker.sock",
     }
 
 
@@ -403,7 +406,7 @@ def with_shares(ssh_key_file: Path) -> ProgramRun:
 
 
 def test_a_team_share_is_a_cifs_volume_with_secret_options(with_shares: ProgramRun) -> None:
-    (volume,) = with_shares.of_type("docker:index/volume:Volume")
+    (volume,) = [r for r in with_shares.of_type("docker:index/volume:Volume") if "-shares-" in r.name]
     assert volume.inputs["name"] == "juvini-prod-cifs-team", volume
     assert volume.inputs["driver"] == "local", volume
     options = volume.inputs["driverOpts"]
@@ -455,6 +458,7 @@ def test_stack_outputs(dev: ProgramRun) -> None:
         "base": "juvini-dev-notebook-base:0.1.0",
         "datascience": "juvini-dev-notebook-datascience:0.1.0",
         "pyspark": "juvini-dev-notebook-pyspark:0.1.0",
+        "socket-filter": "juvini-dev-socket-filter:0.1.0",
     }
     assert dev.outputs[outputs.NETWORKS] == {"hub": "juvini-dev-hub-net", "users": "juvini-dev-users-net"}
     assert dev.outputs[outputs.HUB_CONTAINER] == "juvini-dev-hub"
