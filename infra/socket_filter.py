@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 import pulumi
@@ -32,8 +33,11 @@ POLICY_CODE = "/usr/local/share/juvini/juvini-docker-policy.lua"
 CONFIG_DIR = "/etc/juvini/socket-filter"
 HAPROXY_CONFIG_PATH = f"{CONFIG_DIR}/haproxy.cfg"
 POLICY_PATH = f"{CONFIG_DIR}/policy.json"
-#: Where the host's Docker socket appears in the filter container.
-ENGINE_SOCKET = "/var/run/docker.sock"
+#: Where the FOLDER of the host's Docker socket appears in the filter container (or, with the filter
+#: off, in the hub). The folder, not the socket file: an engine started without systemd's socket
+#: activation makes a new socket file at each start, and a container holding a mount of the old
+#: file (kept running by live-restore) would reach no engine after a restart (measured, Docker 20.10).
+ENGINE_SOCKET_DIR = "/run/juvini/engine"
 #: The folder, in the filter and in the hub, of the volume holding the filtered socket.
 SOCKET_DIR = "/run/juvini/docker-api"
 FILTERED_SOCKET = f"{SOCKET_DIR}/docker.sock"
@@ -46,6 +50,17 @@ CALL_TIMEOUT = "10m"
 #: How long the policy waits for the engine when it looks up the labels of an object.
 LOOKUP_TIMEOUT_SECONDS = 10
 MAX_CONNECTIONS = 256
+
+
+def engine_socket(settings: Settings) -> str:
+    """The host's Docker socket as the filter (or, filter off, the hub) reaches it."""
+    return f"{ENGINE_SOCKET_DIR}/{PurePosixPath(settings.docker_socket).name}"
+
+
+def engine_socket_mount(settings: Settings) -> docker.ContainerMountArgs:
+    """The folder of the host's Docker socket, read-only (connecting to a socket writes nothing)."""
+    folder = str(PurePosixPath(settings.docker_socket).parent)
+    return docker.ContainerMountArgs(type="bind", source=folder, target=ENGINE_SOCKET_DIR, read_only=True)
 
 
 def _ranges(text: str) -> list[int]:
@@ -88,7 +103,7 @@ def filter_policy(settings: Settings, naming: Naming, notebook_images: dict[str,
     # Spark's port pairs, published on one Docker host only.
     spark_ranges = [_ranges(values["spark_driver_ports"]), _ranges(values["spark_block_manager_ports"])]
     return {
-        "engineSocket": ENGINE_SOCKET,
+        "engineSocket": engine_socket(settings),
         "namePrefix": values["name_template"].removesuffix("{username}"),
         "userLabels": values["container_labels"],
         "userShareLabels": values["user_share_labels"],
@@ -118,7 +133,7 @@ def render_policy(settings: Settings, naming: Naming, notebook_images: dict[str,
     return text
 
 
-def render_haproxy_config(naming: Naming) -> str:
+def render_haproxy_config(settings: Settings, naming: Naming) -> str:
     """HAProxy's configuration: the filtered socket, the policy, the engine's socket."""
     from infra.rendering import render
 
@@ -132,7 +147,7 @@ def render_haproxy_config(naming: Naming) -> str:
         policy_code=POLICY_CODE,
         call_timeout=CALL_TIMEOUT,
         filtered_socket=FILTERED_SOCKET,
-        engine_socket=ENGINE_SOCKET,
+        engine_socket=engine_socket(settings),
     )
 
 
@@ -144,12 +159,14 @@ def hub_docker_mount(settings: Settings, naming: Naming) -> docker.ContainerMoun
     """How the hub reaches Docker: the filter's socket volume, or (filter off) the host's socket."""
     if settings.security.docker_api_filter:
         return docker.ContainerMountArgs(type="volume", source=socket_volume_name(naming), target=SOCKET_DIR)
-    return docker.ContainerMountArgs(type="bind", source=settings.docker_socket, target=ENGINE_SOCKET)
+    return engine_socket_mount(settings)
 
 
 def hub_docker_environment(settings: Settings) -> dict[str, str]:
-    """DOCKER_HOST for the hub's docker-py when it goes through the filter (none: the default socket)."""
-    return {"DOCKER_HOST": HUB_DOCKER_HOST} if settings.security.docker_api_filter else {}
+    """DOCKER_HOST for the hub's docker-py: the filter's socket, or (filter off) the engine's."""
+    if settings.security.docker_api_filter:
+        return {"DOCKER_HOST": HUB_DOCKER_HOST}
+    return {"DOCKER_HOST": f"unix://{engine_socket(settings)}"}
 
 
 def healthcheck() -> docker.ContainerHealthcheckArgs:
@@ -186,7 +203,7 @@ class SocketFilter(pulumi.ComponentResource):
         there before the filter runs (its image, the host's engine set up)."""
         super().__init__(TYPE, name, None, opts)
         self.policy_text = render_policy(settings, naming, notebook_images)
-        self.config_text = render_haproxy_config(naming)
+        self.config_text = render_haproxy_config(settings, naming)
         self.volume = docker.Volume(
             f"{name}-socket",
             name=socket_volume_name(naming),
@@ -201,7 +218,7 @@ class SocketFilter(pulumi.ComponentResource):
             image=image,
             command=["haproxy", "-W", "-db", "-f", HAPROXY_CONFIG_PATH],
             mounts=[
-                docker.ContainerMountArgs(type="bind", source=settings.docker_socket, target=ENGINE_SOCKET),
+                engine_socket_mount(settings),
                 docker.ContainerMountArgs(type="volume", source=self.volume.name, target=SOCKET_DIR),
             ],
             uploads=[

@@ -20,7 +20,7 @@ from infra.naming import Naming
 from infra.settings import Settings, parse_settings
 from infra.socket_filter import (
     CONFIG_DIR,
-    ENGINE_SOCKET,
+    ENGINE_SOCKET_DIR,
     FILTERED_SOCKET,
     HAPROXY_CONFIG_PATH,
     HUB_DOCKER_HOST,
@@ -81,7 +81,8 @@ def test_the_filter_holds_the_engine_socket_and_shares_its_own_through_a_volume(
     (volume,) = [r for r in dev.of_type("docker:index/volume:Volume") if r.name == "juvini-dev-socket-filter-socket"]
     assert volume.inputs["name"] == "juvini-dev-docker-api", volume
     mounts = {mount["target"]: (mount["type"], mount["source"]) for mount in container.inputs["mounts"]}
-    assert mounts == {ENGINE_SOCKET: ("bind", "/var/run/docker.sock"), SOCKET_DIR: ("volume", "juvini-dev-docker-api")}
+    # The socket's folder, not the socket file: an engine restart makes a new socket file.
+    assert mounts == {ENGINE_SOCKET_DIR: ("bind", "/var/run"), SOCKET_DIR: ("volume", "juvini-dev-docker-api")}
     assert container.inputs["name"] == "juvini-dev-socket-filter", container
     assert container.inputs["command"] == ["haproxy", "-W", "-db", "-f", HAPROXY_CONFIG_PATH], container
 
@@ -118,12 +119,12 @@ def test_haproxy_loads_the_policy_and_binds_the_socket_the_hub_uses(dev: Program
     assert f"lua-load {POLICY_CODE}" in config
     assert f"setenv JUVINI_DOCKER_POLICY {POLICY_PATH}" in config
     assert f"bind unix@{FILTERED_SOCKET} mode 600" in config
-    assert f"server engine unix@{ENGINE_SOCKET}" in config
+    assert f"server engine unix@{ENGINE_SOCKET_DIR}/docker.sock" in config
     # The whole body reaches the policy before it decides, and each verdict is logged.
     assert "option http-buffer-request" in config
     assert "http-request lua.juvini_docker_policy" in config
     assert "var(txn.juvini_verdict)" in config
-    assert config == render_haproxy_config(NAMING)
+    assert config == render_haproxy_config(settings(), NAMING)
     dockerfile = (ROOT / "images" / "socket-filter" / "Dockerfile").read_text(encoding="utf-8")
     assert f"COPY juvini-docker-policy.lua {POLICY_CODE}" in dockerfile
     assert f"mkdir -p {CONFIG_DIR}" in dockerfile  # uploads land in an existing folder
@@ -135,10 +136,10 @@ def test_without_the_filter_the_hub_mounts_the_socket_and_nothing_of_the_filter_
     assert not run.of_type("juvini:index:SocketFilter")
     assert not [r for r in run.registrations if "socket-filter" in r.name]
     hub = run.named(HUB)
-    assert {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"} in hub.inputs[
-        "mounts"
-    ], hub
-    assert not any(entry.startswith("DOCKER_HOST=") for entry in hub.inputs["envs"]), hub
+    # The socket's folder (an engine restart makes a new socket file), and DOCKER_HOST pointing into it.
+    engine = {"type": "bind", "source": "/var/run", "target": ENGINE_SOCKET_DIR, "readOnly": True}
+    assert engine in hub.inputs["mounts"], hub
+    assert f"DOCKER_HOST=unix://{ENGINE_SOCKET_DIR}/docker.sock" in hub.inputs["envs"], hub
 
 
 # --- the policy: the lab's own facts ----------------------------------------------------------
@@ -154,7 +155,7 @@ def test_the_uploaded_policy_is_the_rendered_one_for_the_stack(dev: ProgramRun) 
     assert policy["namePrefix"] == "juvini-dev-user-"
     assert policy["networks"] == ["juvini-dev-users-net"]
     assert policy["images"] == sorted(IMAGES.values())
-    assert policy["engineSocket"] == ENGINE_SOCKET
+    assert policy["engineSocket"] == f"{ENGINE_SOCKET_DIR}/docker.sock"
     assert policy["swarm"] is False
 
 
