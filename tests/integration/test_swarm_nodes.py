@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 
 STACK = "it-swarm"
 PREFIX = f"juvini-{STACK}"
+#: This module's own bed, apart from the bed's own tests' one.
+BED_PREFIX = "juvini-bed-swarmnodes"
 LOCAL_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 
 
@@ -83,7 +85,7 @@ def bed() -> Iterator[SwarmBed]:
     shared = Path(tempfile.mkdtemp(prefix="juvini-it-swarm-", dir="/var/tmp"))
     shared.chmod(0o755)
     # Node 1 is the manager, 2 and 3 the first workers, 4 is added later, 5 the operator joins.
-    with swarm_bed.swarm_bed_running(nodes=5, shared_dir=shared) as running:
+    with swarm_bed.swarm_bed_running(nodes=5, shared_dir=shared, prefix=BED_PREFIX) as running:
         yield running
     shutil.rmtree(shared, ignore_errors=True)
 

@@ -361,9 +361,10 @@ def _ssh(
         known_hosts = Path(folder) / "known_hosts"
         options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(connection.get('perDialTimeout', 15))}"]
         if connection.get("hostKey"):
-            known_hosts.write_text(
-                f"[{connection['host']}]:{int(connection.get('port', 22))} {connection['hostKey']}\n"
-            )
+            # known_hosts names a host on port 22 bare, on any other port as [host]:port.
+            port = int(connection.get("port", 22))
+            known = connection["host"] if port == 22 else f"[{connection['host']}]:{port}"
+            known_hosts.write_text(f"{known} {connection['hostKey']}\n")
             options += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         else:
             options += ["-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={known_hosts}"]
