@@ -3,43 +3,98 @@
 Each step is a pulumi-command ``remote.Command`` whose create script is idempotent and
 whose delete script undoes it on ``pulumi destroy`` (keeping user data unless the stack
 allows removing it). Privileged steps run through ``sudo -n`` for a non-root SSH user.
+Every node of the lab gets the same setup over its own SSH connection: the Docker host
+(the swarm manager) and, under Swarm, each worker.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import remote
+from pydantic import SecretStr
 
 from infra.aliases import FormerParent, former
 from infra.naming import Naming
 from infra.rendering import render
-from infra.settings import Settings
+from infra.settings import Settings, SwarmWorkerSettings
 
 TYPE = "juvini:index:Host"
+#: How messages name the Docker host (``host.*``) among the nodes of a swarm.
+MANAGER = "manager"
 
 
-def connection_args(settings: Settings) -> remote.ConnectionArgs:
-    """SSH connection to the Docker host; key and password stay secrets."""
-    host = settings.host
-    private_key = host.private_key()
+@dataclass(frozen=True)
+class Node:
+    """A Docker host of the lab reached over SSH: the Docker host of ``host.*`` (the swarm
+    manager) or a swarm worker, which takes the host's credentials unless it has its own key."""
+
+    name: str
+    address: str
+    ssh_port: int
+    ssh_user: str
+    use_sudo: bool
+    host_key: str | None
+    private_key: SecretStr | None
+    password: SecretStr | None
+    worker: bool = False
+
+    @classmethod
+    def manager(cls, settings: Settings) -> Node:
+        host = settings.host
+        return cls(
+            MANAGER,
+            host.address,
+            host.ssh_port,
+            host.ssh_user,
+            host.use_sudo,
+            host.host_key,
+            host.private_key(),
+            host.ssh_password,
+        )
+
+    @classmethod
+    def of_worker(cls, settings: Settings, worker: SwarmWorkerSettings) -> Node:
+        own_key = worker.ssh_private_key
+        host = settings.host
+        return cls(
+            worker.name,
+            worker.address,
+            worker.ssh_port,
+            worker.ssh_user,
+            worker.use_sudo,
+            worker.host_key,
+            own_key if own_key is not None else host.private_key(),
+            None if own_key is not None else host.ssh_password,
+            worker=True,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.address})"
+
+
+def connection_args(settings: Settings, node: Node | None = None) -> remote.ConnectionArgs:
+    """SSH connection to ``node`` (the Docker host when None); key and password stay secrets."""
+    node = node or Node.manager(settings)
     return remote.ConnectionArgs(
-        host=host.address,
-        port=host.ssh_port,
-        user=host.ssh_user,
-        private_key=pulumi.Output.secret(private_key.get_secret_value()) if private_key else None,
-        password=pulumi.Output.secret(host.ssh_password.get_secret_value()) if host.ssh_password else None,
-        host_key=host.host_key,
+        host=node.address,
+        port=node.ssh_port,
+        user=node.ssh_user,
+        private_key=pulumi.Output.secret(node.private_key.get_secret_value()) if node.private_key else None,
+        password=pulumi.Output.secret(node.password.get_secret_value()) if node.password else None,
+        host_key=node.host_key,
         dial_error_limit=5,
         per_dial_timeout=15,
     )
 
 
-def privileged(settings: Settings, script: str) -> str:
-    """A command line that runs ``script`` as root on the host."""
-    sudo = "sudo -n " if settings.host.use_sudo else ""
+def privileged(settings: Settings, script: str, node: Node | None = None) -> str:
+    """A command line that runs ``script`` as root on ``node`` (the Docker host when None)."""
+    use_sudo = node.use_sudo if node is not None else settings.host.use_sudo
+    sudo = "sudo -n " if use_sudo else ""
     return f"{sudo}sh -c {shlex.quote(script)}"
 
 
@@ -61,30 +116,48 @@ def group_folders(settings: Settings) -> list[str]:
     return [f"{root}/{group}" for group in settings.folders.groups] if root else []
 
 
-def folder_scripts(settings: Settings) -> tuple[str, str]:
-    """The (create, delete) scripts for the lab's folders."""
+def mounted_folders(settings: Settings) -> list[str]:
+    """The folders users' servers mount: on every node of a swarm they must be one shared filesystem."""
     paths = settings.paths
+    return [
+        paths.users_dir,
+        paths.shared_dir,
+        *([paths.groups_dir] if paths.groups_dir else []),
+        *([paths.data_dir] if paths.data_dir else []),
+    ]
+
+
+def folder_scripts(settings: Settings, worker: bool = False) -> tuple[str, str]:
+    """The (create, delete) scripts for the lab's folders.
+
+    A worker gets only the folders users' servers mount (the TLS and hub state folders are the
+    manager's), and its destroy keeps them all: they are the shared storage, the manager's data.
+    """
+    paths = settings.paths
+    tls_dir = None if worker else paths.tls_dir
+    hub_state_dir = None if worker else paths.hub_state_dir
     # Users' data: kept on destroy unless the stack allows removing it.
     user_data = [
         paths.shared_dir,
         paths.users_dir,
         *([paths.groups_dir] if paths.groups_dir else []),
-        paths.hub_state_dir,
+        *([hub_state_dir] if hub_state_dir else []),
     ]
+    listed = [paths.shared_dir, tls_dir, paths.users_dir, hub_state_dir, *group_folders(settings), paths.data_dir]
     values = {
         "uid": settings.lab_user.uid,
         "gid": settings.lab_user.gid,
         "shared_dir": paths.shared_dir,
-        "tls_dir": paths.tls_dir,
+        "tls_dir": tls_dir,
         "users_dir": paths.users_dir,
-        "hub_state_dir": paths.hub_state_dir,
+        "hub_state_dir": hub_state_dir,
         "groups_dir": paths.groups_dir,
         "group_folders": group_folders(settings),
         "data_dir": paths.data_dir,
-        "listed": [paths.shared_dir, paths.tls_dir, paths.users_dir, paths.hub_state_dir, *group_folders(settings)]
-        + ([paths.data_dir] if paths.data_dir else []),
+        "listed": [folder for folder in listed if folder],
         "user_data": user_data,
-        "allow_data_removal": settings.allow_data_removal,
+        "allow_data_removal": settings.allow_data_removal and not worker,
+        "worker": worker,
     }
     return render("host-folders.sh.j2", **values), render("host-folders-delete.sh.j2", **values)
 
@@ -118,35 +191,43 @@ def file_script(settings: Settings, path: str, mode: str) -> str:
 
 
 class Host(pulumi.ComponentResource):
-    """The Docker host made ready for the lab: user, group and folders."""
+    """A node made ready for the lab: user, group and folders. The Docker host unless ``node``
+    names another node (a swarm worker), reached over its own SSH connection."""
 
     lab_user: remote.Command
     folders: remote.Command
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None, node: Node | None = None
+    ) -> None:
         super().__init__(TYPE, name, None, opts)
         self._settings = settings
-        self.connection = connection_args(settings)
+        self.node = node or Node.manager(settings)
+        self.connection = connection_args(settings, self.node)
         child = pulumi.ResourceOptions(parent=self)
 
         create, delete = lab_user_scripts(settings)
         self.lab_user = remote.Command(
             f"{name}-lab-user",
             connection=self.connection,
-            create=privileged(settings, create),
-            delete=privileged(settings, delete),
+            create=self.privileged(create),
+            delete=self.privileged(delete),
             opts=child,
         )
-        create, delete = folder_scripts(settings)
+        create, delete = folder_scripts(settings, worker=self.node.worker)
         self.folders = remote.Command(
             f"{name}-folders",
             connection=self.connection,
-            create=privileged(settings, create),
-            delete=privileged(settings, delete),
+            create=self.privileged(create),
+            delete=self.privileged(delete),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.lab_user]),
         )
         self.ready: list[pulumi.Resource] = [self.lab_user, self.folders]
         self.register_outputs({"labUser": self.lab_user.stdout, "folders": self.folders.stdout})
+
+    def privileged(self, script: str) -> str:
+        """A command line that runs ``script`` as root on this node."""
+        return privileged(self._settings, script, self.node)
 
     def file(
         self,
@@ -160,8 +241,8 @@ class Host(pulumi.ComponentResource):
         return remote.Command(
             name,
             connection=self.connection,
-            create=privileged(self._settings, file_script(self._settings, path, mode)),
-            delete=privileged(self._settings, f"rm -f {shlex.quote(path)}"),
+            create=self.privileged(file_script(self._settings, path, mode)),
+            delete=self.privileged(f"rm -f {shlex.quote(path)}"),
             stdin=content,
             logging=remote.Logging.STDERR,
             opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self, depends_on=self.ready), opts),
@@ -177,8 +258,8 @@ class Host(pulumi.ComponentResource):
         return remote.Command(
             f"{self.pulumi_resource_name}-live-restore",
             connection=self.connection,
-            create=privileged(settings, create),
-            delete=privileged(settings, delete),
+            create=self.privileged(create),
+            delete=self.privileged(delete),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
 
@@ -195,8 +276,8 @@ class Host(pulumi.ComponentResource):
         return remote.Command(
             f"{self.pulumi_resource_name}-user-servers-cleanup",
             connection=self.connection,
-            create=privileged(self._settings, "true"),  # proves early that privileged steps work
-            delete=privileged(self._settings, user_servers_delete_script(naming)),
+            create=self.privileged("true"),  # proves early that privileged steps work
+            delete=self.privileged(user_servers_delete_script(naming)),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[*after, *self.ready], aliases=former(formerly, "user-servers-cleanup")
             ),

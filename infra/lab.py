@@ -18,6 +18,7 @@ from infra.proxy import Proxy
 from infra.settings import Settings
 from infra.shares import Shares
 from infra.socket_filter import SocketFilter
+from infra.swarm import SwarmCluster
 from infra.tls import Tls
 
 TYPE = "juvini:index:Lab"
@@ -42,7 +43,13 @@ class Lab(pulumi.ComponentResource):
         self.live_restore = self.host.engine_live_restore(naming)
         engine_ready = [self.live_restore] if self.live_restore else []
         self.tls = Tls(f"{name}-tls", settings, self.host, opts=child)
-        self.networks = Networks(f"{name}-networks", settings, naming, opts=on_host)
+        # Under Swarm: the swarm first (the users' network is one of its overlays).
+        self.swarm = (
+            SwarmCluster(f"{name}-swarm", settings, naming, self.host, opts=child) if settings.swarm.enabled else None
+        )
+        self.networks = Networks(
+            f"{name}-networks", settings, naming, opts=on_host, after=self.swarm.ready if self.swarm else ()
+        )
         self.images = Images(f"{name}-images", settings, naming, opts=on_host)
         self.shares = Shares(f"{name}-shares", settings, naming, opts=on_host)
 

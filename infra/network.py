@@ -7,6 +7,8 @@ attachable overlay so services on every node can join it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_docker as docker
 
@@ -23,8 +25,14 @@ class Networks(pulumi.ComponentResource):
     users_network: docker.Network
 
     def __init__(
-        self, name: str, settings: Settings, naming: Naming, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        settings: Settings,
+        naming: Naming,
+        opts: pulumi.ResourceOptions | None = None,
+        after: Sequence[pulumi.Resource] = (),
     ) -> None:
+        """``after``: what the users' network needs first (under Swarm, the swarm: it is an overlay)."""
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.hub_network = docker.Network(
@@ -43,7 +51,7 @@ class Networks(pulumi.ComponentResource):
             attachable=True if swarm else None,
             ipam_configs=_ipam(settings.network.users_subnet),
             labels=_labels(naming, "users-net"),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )
         self.hub_network_name = self.hub_network.name
         self.users_network_name = self.users_network.name

@@ -50,7 +50,9 @@ from infra.settings.host import (
     LabUserSettings,
     NetworkSettings,
     PathSettings,
+    SwarmManagerSettings,
     SwarmSettings,
+    SwarmWorkerSettings,
 )
 from infra.settings.hub import LAB_ENVIRONMENT, LAB_ENVIRONMENT_PREFIXES, HubSettings, SparkSettings, SpawnerSettings
 from infra.settings.images import MAX_CA_BUNDLE_BYTES, ImageReference, ImageSettings
@@ -103,7 +105,9 @@ __all__ = [
     "Settings",
     "SparkSettings",
     "SpawnerSettings",
+    "SwarmManagerSettings",
     "SwarmSettings",
+    "SwarmWorkerSettings",
     "TlsMode",
     "TlsSettings",
     "Username",

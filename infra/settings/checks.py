@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from infra import flavours
 from infra.settings.auth import AuthType
 from infra.settings.base import Problem, explicit, memory_bytes, nesting, split_host_port
-from infra.settings.host import DATA_MOUNT, GROUPS_MOUNT
+from infra.settings.host import DATA_MOUNT, GROUPS_MOUNT, routable_ip
 from infra.settings.tls import TlsMode
 
 if TYPE_CHECKING:
@@ -116,7 +116,56 @@ def _swarm(settings: Settings) -> list[Problem]:
         problems.append(
             Problem("security.liveRestore", True, "not with swarm.enabled: Docker does not support live-restore there")
         )
+    return problems + _swarm_nodes(settings) + _swarm_images(settings)
+
+
+def _swarm_nodes(settings: Settings) -> list[Problem]:
+    """Workers are other machines than the manager, and can reach it when the stack joins them."""
+    swarm, host = settings.swarm, settings.host
+    problems = []
+    manager_advertised = swarm.manager.effective_advertise_address(host.address)
+    for index, worker in enumerate(swarm.workers):
+        key = f"swarm.workers[{index}]"
+        if (worker.address.lower(), worker.ssh_port) == (host.address.lower(), host.ssh_port):
+            problems.append(
+                Problem(
+                    f"{key}.address",
+                    worker.address,
+                    f"must differ from host.address {host.address!r} (with the same sshPort): the Docker host "
+                    "is the swarm manager; list only the other nodes as workers",
+                )
+            )
+        advertised = worker.effective_advertise_address()
+        if advertised is not None and advertised == manager_advertised and routable_ip(advertised):
+            problems.append(
+                Problem(
+                    f"{key}.advertiseAddress",
+                    advertised,
+                    f"must differ from the manager's advertised address {manager_advertised!r}: "
+                    "two nodes cannot advertise one address",
+                )
+            )
+    if swarm.workers and not swarm.existing and manager_advertised is None:
+        problems.append(
+            Problem(
+                "swarm.manager.advertiseAddress",
+                None,
+                f"required with swarm.workers when host.address {host.address!r} is not an IP address other "
+                "nodes can reach: the workers join the manager at this address",
+            )
+        )
     return problems
+
+
+def _swarm_images(settings: Settings) -> list[Problem]:
+    """Every node runs users' servers from the stack's images: they pull them from its registry."""
+    images = settings.images
+    why = "every swarm node pulls the lab's images from images.registry"
+    if images.registry is None:
+        return [Problem("images.registry", None, f"required with swarm.enabled: {why}")]
+    if not images.push:
+        return [Problem("images.push", False, f"must be true with swarm.enabled: {why}, so the stack pushes them")]
+    return []
 
 
 def _certificate_names(settings: Settings) -> list[Problem]:
@@ -188,6 +237,12 @@ def _addresses(settings: Settings) -> dict[str, tuple[str, str]]:
         found |= {f"kerberos.kdcs[{index}]": kdc for index, kdc in enumerate(settings.kerberos.kdcs)}
         if settings.kerberos.admin_server:
             found["kerberos.adminServer"] = settings.kerberos.admin_server
+    for index, worker in enumerate(settings.swarm.workers):
+        found[f"swarm.workers[{index}].address"] = worker.address
+        if worker.advertise_address:
+            found[f"swarm.workers[{index}].advertiseAddress"] = worker.advertise_address
+    if settings.swarm.manager.advertise_address:
+        found["swarm.manager.advertiseAddress"] = settings.swarm.manager.advertise_address
     addresses = {key: (value, value) for key, value in found.items()}
     issuer = settings.auth.oidc.issuer
     if settings.auth.type is AuthType.OIDC and issuer:

@@ -17,9 +17,19 @@ from infra.settings.base import (
     Port,
     Problem,
     Section,
+    explicit,
     nesting,
     refuse,
 )
+
+
+def _ssh_host_key(value: str) -> str:
+    if not re.fullmatch(r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+", value):
+        raise ValueError("must be an SSH public key line 'TYPE BASE64' such as 'ssh-ed25519 AAAA...'")
+    return value
+
+
+SshHostKey = Annotated[str, AfterValidator(_ssh_host_key)]
 
 
 class HostSettings(Section):
@@ -43,7 +53,7 @@ class HostSettings(Section):
         "its content is handled as a secret.",
     )
     ssh_password: SecretStr | None = Field(default=None, description="SSH password, when no key is used. Secret.")
-    host_key: str | None = Field(
+    host_key: SshHostKey | None = Field(
         default=None, description="Expected SSH host public key (e.g. 'ssh-ed25519 AAAA...'); unchecked when unset."
     )
     use_sudo: bool = Field(
@@ -52,15 +62,6 @@ class HostSettings(Section):
 
     #: The content of ``ssh_private_key_file``, read by the loading step (validators read no files).
     _key_file_content: SecretStr | None = PrivateAttr(default=None)
-
-    @field_validator("host_key")
-    @classmethod
-    def _host_key_shape(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(
-            r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+", value
-        ):
-            raise ValueError("must be an SSH public key line 'TYPE BASE64' such as 'ssh-ed25519 AAAA...'")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> HostSettings:
@@ -250,6 +251,132 @@ class NetworkSettings(Section):
         return self
 
 
+#: Node names of the stack: they name its resources and appear in messages (a DNS label).
+NODE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+#: Keys of node labels the operator sets; ``juvini.*`` ones are the program's own.
+NODE_LABEL_KEY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
+#: The label the program puts on every node of the stack, with the stack's name as its value.
+STACK_NODE_LABEL = "juvini.stack"
+_RESERVED_LABEL_PREFIX = "juvini."
+#: A network interface name as Linux allows it (at most 15 characters, no '/', no blank).
+_INTERFACE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+
+
+def _advertise_address(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        if not _INTERFACE.fullmatch(value):
+            raise ValueError(
+                "must be an IP address or a network interface name (such as 10.0.0.11 or eth0), without a port: "
+                "Docker advertises it to the other nodes of the swarm"
+            ) from None
+        return value
+    if address.is_loopback or address.is_unspecified or address.is_multicast:
+        raise ValueError("must be an address the other nodes can reach, not a loopback, unspecified or multicast one")
+    return value
+
+
+def _node_labels(labels: dict[str, str]) -> dict[str, str]:
+    bad_keys = sorted(key for key in labels if not NODE_LABEL_KEY.fullmatch(key))
+    if bad_keys:
+        raise ValueError(
+            f"has label keys {bad_keys}: a key is letters, digits, '.', '_' or '-', starting and ending with "
+            "a letter or digit, at most 128 characters"
+        )
+    reserved = sorted(key for key in labels if key.startswith(_RESERVED_LABEL_PREFIX))
+    if reserved:
+        raise ValueError(f"has label keys {reserved}: keys starting with 'juvini.' are the program's own")
+    bad_values = sorted(key for key, value in labels.items() if not re.fullmatch(r"[ -~]{0,256}", value))
+    if bad_values:
+        raise ValueError(f"has values of {bad_values} that are not one line of printable ASCII (at most 256)")
+    return labels
+
+
+def _node_name(value: str) -> str:
+    if not NODE_NAME.fullmatch(value):
+        raise ValueError("must be a DNS label: lower-case letters, digits and '-', at most 32 characters")
+    return value
+
+
+AdvertiseAddress = Annotated[str, AfterValidator(_advertise_address)]
+NodeName = Annotated[str, AfterValidator(_node_name)]
+NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
+
+
+def routable_ip(value: str) -> bool:
+    """Whether ``value`` is an IP address other nodes can be told to reach."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified or address.is_multicast)
+
+
+class SwarmManagerSettings(Section):
+    """The swarm manager: the Docker host of ``host`` (reached over SSH as it says)."""
+
+    advertise_address: AdvertiseAddress | None = Field(
+        default=None,
+        description="Address (IP or interface name) the manager advertises to workers when the stack makes it "
+        "a swarm manager; unset: host.address when that is an IP address other nodes can reach.",
+    )
+    labels: NodeLabels = Field(
+        default={}, description="Node labels the program puts on the manager (beside juvini.stack=<stack>)."
+    )
+
+    def effective_advertise_address(self, host_address: str) -> str | None:
+        """What ``docker swarm init --advertise-addr`` gets: the setting, or a routable host.address."""
+        if self.advertise_address is not None:
+            return self.advertise_address
+        return host_address if routable_ip(host_address) else None
+
+
+class SwarmWorkerSettings(Section):
+    """A worker node of the swarm, reached over SSH like the Docker host."""
+
+    name: NodeName = Field(
+        description="Name of the worker in the stack (a DNS label: lower-case letters, digits, '-'); names its "
+        "resources and appears in messages. Not the Docker node's name.",
+    )
+    address: HostnameOrIp = Field(description="SSH address of the worker.")
+    ssh_port: Port = Field(default=22, description="SSH port of the worker.")
+    ssh_user: str = Field(
+        default="root",
+        pattern=POSIX_USER.pattern,
+        description="SSH user for the worker's host commands; a non-root user needs useSudo.",
+    )
+    ssh_private_key: SecretStr | None = Field(
+        default=None,
+        description="SSH private key for the worker's SSH user. Secret. Unset: the host's (host.sshPrivateKey, "
+        "host.sshPrivateKeyFile, host.sshPassword or the SSH agent).",
+    )
+    host_key: SshHostKey | None = Field(
+        default=None, description="Expected SSH host public key of the worker; unchecked when unset."
+    )
+    use_sudo: bool = Field(default=False, description="Run the worker's privileged steps through 'sudo -n'.")
+    advertise_address: AdvertiseAddress | None = Field(
+        default=None,
+        description="Address (IP or interface name) the worker advertises to the swarm; unset: its address "
+        "when that is an IP other nodes can reach, else Docker picks one.",
+    )
+    labels: NodeLabels = Field(
+        default={}, description="Node labels the program puts on the worker (beside juvini.stack=<stack>)."
+    )
+
+    @model_validator(mode="after")
+    def _sudo_for_non_root(self) -> SwarmWorkerSettings:
+        if self.use_sudo and self.ssh_user == "root":
+            refuse([Problem("useSudo", True, "only for a non-root sshUser; root needs no sudo")])
+        return self
+
+    def effective_advertise_address(self) -> str | None:
+        """What the worker's join advertises: the setting, or a routable address; None lets Docker pick."""
+        if self.advertise_address is not None:
+            return self.advertise_address
+        return self.address if routable_ip(self.address) else None
+
+
 class SwarmSettings(Section):
     """Docker Swarm scale-out: users' servers as swarm services across nodes (SwarmSpawner)."""
 
@@ -258,6 +385,21 @@ class SwarmSettings(Section):
     )
     placement_constraints: list[str] = Field(
         default=[], description="Swarm placement constraints for users' services, e.g. node.role==worker."
+    )
+    existing: bool = Field(
+        default=False,
+        description="The swarm exists and its operator runs it: the program only checks that the Docker host is "
+        "a manager and each listed worker a Ready node, and labels them; it never initialises, joins or leaves. "
+        "Unset: the program makes the Docker host a manager when it is not one, joins the workers, and on "
+        "destroy removes only the nodes it joined.",
+    )
+    manager: SwarmManagerSettings = Field(
+        default_factory=SwarmManagerSettings, description="The swarm manager (the Docker host of host.*)."
+    )
+    workers: list[SwarmWorkerSettings] = Field(
+        default=[],
+        description="The worker nodes of the lab, each reached over SSH and prepared like the Docker host. "
+        "Users' folders must be the same shared filesystem on every node (checked at up).",
     )
 
     @field_validator("placement_constraints")
@@ -269,15 +411,54 @@ class SwarmSettings(Section):
         return constraints
 
     @model_validator(mode="after")
-    def _constraints_need_swarm(self) -> SwarmSettings:
-        if self.placement_constraints and not self.enabled:
-            refuse(
-                [
-                    Problem(
-                        "placementConstraints",
-                        self.placement_constraints,
-                        "only with swarm.enabled true: they place Swarm services, and swarm.enabled is false",
-                    )
-                ]
-            )
+    def _consistent(self) -> SwarmSettings:
+        problems = []
+        if not self.enabled:
+            why = "only with swarm.enabled true: {}, and swarm.enabled is false"
+            if self.placement_constraints:
+                problems.append(
+                    Problem("placementConstraints", self.placement_constraints, why.format("they place Swarm services"))
+                )
+            if self.workers:
+                names = [worker.name for worker in self.workers]
+                problems.append(Problem("workers", names, why.format("they are nodes of the swarm")))
+            if self.existing:
+                problems.append(Problem("existing", True, why.format("it describes the swarm")))
+            problems += [
+                Problem(f"manager.{key}", value, why.format("it describes the swarm manager"))
+                for key, value in explicit(self.manager).items()
+            ]
+        problems += self._distinct_workers()
+        refuse(problems)
         return self
+
+    def _distinct_workers(self) -> list[Problem]:
+        """Two workers with one name, one SSH endpoint or one advertised IP are one node listed twice."""
+        problems = []
+        first_of: dict[tuple[str, object], int] = {}
+        for index, worker in enumerate(self.workers):
+            advertised = worker.effective_advertise_address()
+            checked: list[tuple[str, object, object, str]] = [
+                ("name", worker.name, worker.name, "swarm.workers[{}].name: it names the worker's resources"),
+                (
+                    "address",
+                    (worker.address.lower(), worker.ssh_port),
+                    worker.address,
+                    "swarm.workers[{}].address with the same sshPort: they reach the same machine",
+                ),
+            ]
+            if advertised is not None and routable_ip(advertised):
+                checked.append(
+                    (
+                        "advertiseAddress",
+                        advertised,
+                        advertised,
+                        "the address swarm.workers[{}] advertises: two nodes cannot advertise one address",
+                    )
+                )
+            for key, identity, shown, other in checked:
+                first = first_of.setdefault((key, identity), index)
+                if first != index:
+                    allowed = f"must differ from {other.format(first)}"
+                    problems.append(Problem(f"workers[{index}].{key}", shown, allowed))
+        return problems

@@ -13,6 +13,12 @@ same inputs:
 
 The SDK registers a resource only once the resources it depends on have been
 registered, so resources are applied in the order the program's dependencies give.
+
+A second run may start from an earlier deployment (``apply(..., previous=deployment)``), as
+``pulumi up`` starts from the stack's state: a resource registered again with the same inputs
+is kept as it is, a remote command whose inputs changed runs its create again (pulumi-command's
+update without an ``update`` script), random bytes whose inputs changed are made anew, and what
+the run no longer registers is undone, newest first, once the run is over.
 The double fails loudly on a resource type or input it does not understand, so the
 program cannot silently outgrow it. It is a test double, not a product feature:
 operators use ``pulumi up``.
@@ -70,6 +76,10 @@ class ProviderDouble(pulumi.runtime.Mocks):
     ssh_private_key_fallback: str | None = None
     build_log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="juvini-build-")))
     applied: list[Applied] = field(default_factory=list)
+    #: What an earlier run applied, by (type, name): the state this run starts from.
+    previous: dict[tuple[str, str], Applied] = field(default_factory=dict)
+    #: Names of the resources this run created or ran again (the others were kept as they were).
+    changed: list[str] = field(default_factory=list)
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _docker: docker.DockerClient | None = None
@@ -84,9 +94,18 @@ class ProviderDouble(pulumi.runtime.Mocks):
         handler = _HANDLERS.get(args.typ)
         if handler is None:
             raise UnsupportedByDouble(f"{args.typ} ({args.name}): the provider double cannot apply this type")
+        with self._lock:
+            before = self.previous.pop((args.typ, args.name), None)
+        if before is not None and before.inputs == inputs and not args.typ.startswith("pulumi:providers:"):
+            with self._lock:
+                self.applied.append(before)
+            return f"{args.name}-kept", {**inputs, **before.outputs}
+        if before is not None and before.inputs != inputs and args.typ not in _UPDATED_BY_CREATE:
+            raise UnsupportedByDouble(f"{args.typ} ({args.name}): replacing a changed resource is not applied here")
         resource_id, outputs, undo = handler(self, args.name, inputs)
         with self._lock:
             self.applied.append(Applied(args.typ, args.name, inputs, outputs, undo))
+            self.changed.append(args.name)
         return resource_id, {**inputs, **outputs}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -105,6 +124,19 @@ class ProviderDouble(pulumi.runtime.Mocks):
             except Exception as error:  # keep tearing down; report all at the end
                 errors.append(f"{item.type} {item.name}: {error}")
         self.applied.clear()
+        return errors
+
+    def forget_previous(self) -> list[str]:
+        """Undo what the earlier run applied and this one no longer declares, newest first."""
+        errors = []
+        for item in reversed(list(self.previous.values())):
+            if item.undo is None:
+                continue
+            try:
+                item.undo()
+            except Exception as error:  # keep going; report all at the end
+                errors.append(f"{item.type} {item.name}: {error}")
+        self.previous.clear()
         return errors
 
     # --- helpers ---------------------------------------------------------------------------
@@ -329,9 +361,10 @@ def _ssh(
         known_hosts = Path(folder) / "known_hosts"
         options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(connection.get('perDialTimeout', 15))}"]
         if connection.get("hostKey"):
-            known_hosts.write_text(
-                f"[{connection['host']}]:{int(connection.get('port', 22))} {connection['hostKey']}\n"
-            )
+            # known_hosts names a host on port 22 bare, on any other port as [host]:port.
+            port = int(connection.get("port", 22))
+            known = connection["host"] if port == 22 else f"[{connection['host']}]:{port}"
+            known_hosts.write_text(f"{known} {connection['hostKey']}\n")
             options += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         else:
             options += ["-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={known_hosts}"]
@@ -349,7 +382,17 @@ def _ssh(
 
 
 def _remote_command(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[str, dict, Callable | None]:
-    known = {"connection", "create", "delete", "update", "stdin", "logging", "triggers", "environment"}
+    known = {
+        "connection",
+        "create",
+        "delete",
+        "update",
+        "stdin",
+        "logging",
+        "triggers",
+        "environment",
+        "addPreviousOutputInEnv",
+    }
     _check_inputs("command:remote:Command", name, inputs, known)
     if inputs.get("environment"):
         raise UnsupportedByDouble(f"remote Command {name}: environment (needs sshd AcceptEnv) is not applied")
@@ -566,6 +609,9 @@ def _container(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tup
     return container.id, {"name": inputs["name"]}, undo
 
 
+#: Types whose changed inputs mean running their create again (or making them anew), not a replacement.
+_UPDATED_BY_CREATE = {"command:remote:Command", "random:index/randomBytes:RandomBytes"}
+
 _HANDLERS: dict[str, Callable[[ProviderDouble, str, dict[str, Any]], tuple[str, dict, Any]]] = {
     "pulumi:providers:docker": _docker_provider,
     "pulumi:providers:command": _noop_provider,
@@ -604,17 +650,33 @@ def bring_up(config: dict[str, Any], stack: str, secret_keys: list[str] | None =
 
 
 def apply(
-    declare: Callable[[], Any], config: dict[str, Any], stack: str, secret_keys: list[str] | None = None
+    declare: Callable[[], Any],
+    config: dict[str, Any],
+    stack: str,
+    secret_keys: list[str] | None = None,
+    previous: Deployment | None = None,
 ) -> Deployment:
-    """Run ``declare`` (the program, or part of it) under the double with the stack's config."""
+    """Run ``declare`` (the program, or part of it) under the double with the stack's config.
+
+    ``previous``: the deployment this run updates (its resources are kept, run again or undone);
+    it must not be destroyed afterwards: the returned deployment holds what is left of it.
+    """
     double = ProviderDouble()
+    if previous is not None:
+        double.previous = {(item.type, item.name): item for item in previous.double.applied}
+        previous.double.applied = []
     monitor = RecordingMonitor(double)  # type: ignore[arg-type]
     start_mocked_stack(double, monitor, config, secret_keys, stack)
     try:
         result = evaluate_stack(declare)
     except BaseException:
+        # What the earlier run had and this one did not reach is torn down too: nothing is left.
+        double.applied[:0] = list(double.previous.values())
         errors = double.destroy()
         if errors:
             print("teardown after a failed bring-up reported:", *errors, sep="\n  ")
         raise
+    errors = double.forget_previous()
+    if errors:
+        raise RuntimeError("undoing what the run no longer declares failed:\n  " + "\n  ".join(errors))
     return Deployment(double=double, outputs=result.get("outputs", {}), monitor=monitor)

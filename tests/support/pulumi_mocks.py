@@ -61,6 +61,8 @@ class Registration:
     custom: bool
     #: Full URNs of the aliases it declared (resolved as the engine resolves alias specs).
     aliases: list[str] = field(default_factory=list)
+    #: Outputs the program asked the engine to keep secret.
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.urn
@@ -221,6 +223,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     provider=request.provider,
                     custom=request.custom,
                     aliases=self.alias_urns(request),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
                 )
             )
         return response

@@ -55,11 +55,14 @@ def scripts(settings: Settings) -> dict[str, str]:
     """Every script the Host component runs, by name."""
     lab_user, lab_user_delete = lab_user_scripts(settings)
     folders, folders_delete = folder_scripts(settings)
+    worker_folders, worker_folders_delete = folder_scripts(settings, worker=True)
     return {
         "lab-user": lab_user,
         "lab-user-delete": lab_user_delete,
         "folders": folders,
         "folders-delete": folders_delete,
+        "worker-folders": worker_folders,
+        "worker-folders-delete": worker_folders_delete,
         "file-key": file_script(settings, f"{settings.paths.tls_dir}/server.key", "0600"),
         "file-cert": file_script(settings, f"{settings.paths.tls_dir}/server.crt", "0644"),
         "user-servers-delete": rendering.render("host-user-servers-delete.sh.j2", stack="dev", project="juvini"),
@@ -506,6 +509,29 @@ def test_folders_delete_removes_everything_with_data_removal(fake_host: FakeHost
     assert result.returncode == 0, result.stderr
     for name in ("shared_dir", "tls_dir", "users_dir", "hub_state_dir"):
         assert not Path(getattr(settings.paths, name)).exists(), name
+
+
+def test_a_worker_gets_only_the_folders_users_servers_mount(fake_host: FakeHost) -> None:
+    settings = folder_settings(fake_host.root / "host")
+    paths = settings.paths
+    result = fake_host.run(settings, folder_scripts(settings, worker=True)[0])
+    assert result.returncode == 0, result.stderr
+    assert fake_host.calls_to("install") == [
+        f"install -d -o 2100 -g 2100 -m 2775 {paths.shared_dir}",
+        f"install -d -o 2100 -g 2100 -m 0750 {paths.users_dir}",
+    ]
+    assert not Path(paths.tls_dir).exists() and not Path(paths.hub_state_dir).exists()
+
+
+def test_a_workers_destroy_keeps_the_shared_storage_even_with_data_removal(fake_host: FakeHost) -> None:
+    """A worker leaving the stack must not remove what its folders are: the shared users' data."""
+    settings = folder_settings(fake_host.root / "host", allowDataRemoval=True)
+    files = _populated_folders(fake_host, settings)
+    result = fake_host.run(settings, folder_scripts(settings, worker=True)[1])
+    assert result.returncode == 0, result.stderr
+    for name, file in files.items():
+        assert file.read_text(encoding="utf-8") == name, name
+    assert result.stdout.count("the shared storage is the manager's") == 2, result.stdout
 
 
 def test_folders_delete_twice_succeeds(fake_host: FakeHost) -> None:

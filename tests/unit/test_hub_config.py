@@ -144,7 +144,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
     },
     "dummy": {"auth": {"type": "dummy", "dummyPassword": STACK_DUMMY_PASSWORD}},
-    "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
+    "swarm": {
+        "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
+        "images": {"registry": "registry.example.org/lab", "push": True},
+    },
     "enterprise": {
         "labUser": {"uid": 3001, "gid": 3002},
         "paths": {"hubStateDir": "/var/lib/juvini-hub"},
@@ -1011,7 +1014,11 @@ def test_servers_get_the_culling_settings_on_their_command_line(load: Load, raw:
 
 
 def test_swarm_servers_get_the_same_culling_arguments(load: Load) -> None:
-    raw = {"swarm": {"enabled": True}, "spawner": {"kernelIdleTimeout": 1800, "kernelCullEvery": 120}}
+    raw = {
+        "swarm": {"enabled": True},
+        "images": {"registry": "registry.example.org/lab", "push": True},
+        "spawner": {"kernelIdleTimeout": 1800, "kernelCullEvery": 120},
+    }
     loaded, single_host = load(raw), load({"spawner": raw["spawner"]})
     swarm = SwarmSpawner(config=loaded.config, user=SimpleNamespace(name="alice"))
     assert swarm.get_args() == spawner(single_host).get_args()

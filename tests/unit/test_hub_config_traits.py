@@ -78,7 +78,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
     },
     "dummy": {"auth": {"type": "dummy", "dummyPassword": "long-enough"}},
-    "swarm": {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}},
+    "swarm": {
+        "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
+        "images": {"registry": "registry.example.org/lab", "push": True},
+    },
     "ldap-kerberos": {
         "auth": {
             "type": "ldap",

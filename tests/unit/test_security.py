@@ -92,7 +92,13 @@ def test_swarm_refuses_what_its_services_do_not_carry(key: str) -> None:
 
 
 def test_swarm_takes_the_capabilities() -> None:
-    settings = parse_settings({"swarm": {"enabled": True}, "security": {"userContainers": {"capAdd": ["NET_RAW"]}}})
+    settings = parse_settings(
+        {
+            "swarm": {"enabled": True},
+            "images": {"registry": "registry.example.org/lab", "push": True},
+            "security": {"userContainers": {"capAdd": ["NET_RAW"]}},
+        }
+    )
     assert settings.security.user_containers.cap_add == ["NET_RAW"]
 
 

@@ -75,6 +75,18 @@ NESTED_SECTIONS = {
 
 
 #: A valid profile, for variations.
+#: What swarm.enabled needs: the registry every node pulls the lab's images from.
+SWARM_REGISTRY = {"registry": "registry.example.org/lab", "push": True}
+#: A swarm of the Docker host and two workers.
+SWARM_WORKERS: list[dict[str, Any]] = [
+    {"name": "worker-1", "address": "10.0.0.11"},
+    {"name": "worker-2", "address": "10.0.0.12", "sshUser": "ops", "useSudo": True, "labels": {"gpu": "none"}},
+]
+SWARM: dict[str, Any] = {
+    "enabled": True,
+    "manager": {"advertiseAddress": "10.0.0.10", "labels": {"site": "dc1"}},
+    "workers": SWARM_WORKERS,
+}
 PROFILE: dict[str, Any] = {
     "slug": "large",
     "displayName": "Data science, large",
@@ -391,8 +403,43 @@ def test_dummy_auth_with_a_long_enough_password() -> None:
 
 
 def test_swarm_placement_constraints_override() -> None:
-    settings = parse_settings({"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}})
+    settings = parse_settings(
+        {"swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]}, "images": SWARM_REGISTRY}
+    )
     assert settings.swarm.enabled is True and settings.swarm.placement_constraints == ["node.role==worker"]
+
+
+def test_a_swarm_of_workers() -> None:
+    settings = parse_settings({"swarm": SWARM, "images": SWARM_REGISTRY})
+    first, second = settings.swarm.workers
+    assert (first.name, first.address, first.ssh_port, first.ssh_user) == ("worker-1", "10.0.0.11", 22, "root")
+    assert first.effective_advertise_address() == "10.0.0.11"
+    assert second.use_sudo and second.labels == {"gpu": "none"}
+    assert settings.swarm.manager.effective_advertise_address(settings.host.address) == "10.0.0.10"
+    assert settings.swarm.existing is False
+
+
+def test_a_manager_advertises_its_routable_host_address_by_default() -> None:
+    settings = parse_settings(
+        {"host": {"address": "10.0.0.10"}, "images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {}}}
+    )
+    assert settings.swarm.manager.effective_advertise_address(settings.host.address) == "10.0.0.10"
+
+
+def test_a_worker_named_by_dns_lets_docker_pick_its_advertised_address() -> None:
+    worker = {"name": "worker-1", "address": "w1.example.org"}
+    settings = parse_settings({"images": SWARM_REGISTRY, "swarm": {**SWARM, "workers": [worker]}})
+    assert settings.swarm.workers[0].effective_advertise_address() is None
+
+
+def test_an_existing_swarm_needs_no_advertised_address() -> None:
+    settings = parse_settings({"images": SWARM_REGISTRY, "swarm": {**SWARM, "existing": True, "manager": {}}})
+    assert settings.swarm.existing and settings.swarm.manager.effective_advertise_address("127.0.0.1") is None
+
+
+def test_advertise_address_may_be_an_interface() -> None:
+    settings = parse_settings({"images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {"advertiseAddress": "eth0"}}})
+    assert settings.swarm.manager.advertise_address == "eth0"
 
 
 def test_surrounding_whitespace_is_stripped() -> None:
@@ -908,6 +955,144 @@ INVALID = [
         {"swarm": {"placementConstraints": ["node.role==worker"]}},
         bad("swarm.placementConstraints", '["node.role==worker"]', "only with swarm.enabled true"),
         id="placement-constraints-without-swarm",
+    ),
+    pytest.param(
+        {"swarm": {"workers": SWARM_WORKERS}},
+        bad("swarm.workers", '["worker-1", "worker-2"]', "only with swarm.enabled true: they are nodes of the swarm"),
+        id="workers-without-swarm",
+    ),
+    pytest.param(
+        {"swarm": {"existing": True}},
+        bad("swarm.existing", "true", "only with swarm.enabled true"),
+        id="existing-swarm-without-swarm",
+    ),
+    pytest.param(
+        {"swarm": {"manager": {"advertiseAddress": "10.0.0.10"}}},
+        bad("swarm.manager.advertiseAddress", "'10.0.0.10'", "only with swarm.enabled true"),
+        id="manager-settings-without-swarm",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}},
+        bad("images.registry", "(unset)", "required with swarm.enabled: every swarm node pulls the lab's images"),
+        id="swarm-without-registry",
+    ),
+    pytest.param(
+        {"swarm": {"enabled": True}, "images": {"registry": "registry.example.org/lab"}},
+        bad("images.push", "false", "must be true with swarm.enabled"),
+        id="swarm-without-push",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "workers": [*SWARM_WORKERS, SWARM_WORKERS[0]]}},
+        bad("swarm.workers[2].name", "'worker-1'", "must differ from swarm.workers[0].name"),
+        id="worker-listed-twice-by-name",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {**SWARM, "workers": [*SWARM_WORKERS, {"name": "worker-3", "address": "10.0.0.11"}]},
+        },
+        bad(
+            "swarm.workers[2].address", "'10.0.0.11'", "must differ from swarm.workers[0].address with the same sshPort"
+        ),
+        id="worker-listed-twice-by-address",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {
+                **SWARM,
+                "workers": [
+                    {"name": "worker-1", "address": "w1.example.org", "advertiseAddress": "10.0.0.21"},
+                    {"name": "worker-2", "address": "w2.example.org", "advertiseAddress": "10.0.0.21"},
+                ],
+            },
+        },
+        bad("swarm.workers[1].advertiseAddress", "'10.0.0.21'", "the address swarm.workers[0] advertises"),
+        id="two-workers-advertise-one-address",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "host": {"address": "10.0.0.10"},
+            "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.10"}]},
+        },
+        bad("swarm.workers[0].address", "'10.0.0.10'", "must differ from host.address '10.0.0.10'"),
+        id="worker-is-the-manager",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {
+                **SWARM,
+                "workers": [{"name": "worker-1", "address": "w1.example.org", "advertiseAddress": "10.0.0.10"}],
+            },
+        },
+        bad("swarm.workers[0].advertiseAddress", "'10.0.0.10'", "must differ from the manager's advertised address"),
+        id="worker-advertises-the-managers-address",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {}}},
+        bad("swarm.manager.advertiseAddress", "(unset)", "required with swarm.workers when host.address '127.0.0.1'"),
+        id="workers-cannot-reach-a-loopback-manager",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {"advertiseAddress": "127.0.0.1"}}},
+        bad("swarm.manager.advertiseAddress", "'127.0.0.1'", "not a loopback, unspecified or multicast one"),
+        id="loopback-advertise-address",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {"advertiseAddress": "10.0.0.10:2377"}}},
+        bad("swarm.manager.advertiseAddress", "'10.0.0.10:2377'", "an IP address or a network interface name"),
+        id="advertise-address-with-a-port",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "workers": [{"name": "Worker_1", "address": "10.0.0.11"}]}},
+        bad("swarm.workers[0].name", "'Worker_1'", "must be a DNS label"),
+        id="worker-name-not-a-dns-label",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "w1_.example.org"}]}},
+        bad("swarm.workers[0].address", "'w1_.example.org'", "must be a DNS name or an IP address"),
+        id="worker-bad-address",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "workers": [{"name": "worker-1"}]}},
+        bad("swarm.workers[0].address", "(unset)", "Field required"),
+        id="worker-without-address",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "useSudo": True}]},
+        },
+        bad("swarm.workers[0].useSudo", "true", "only for a non-root sshUser"),
+        id="worker-sudo-for-root",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "hostKey": "AAAA"}]},
+        },
+        bad("swarm.workers[0].hostKey", "'AAAA'", "must be an SSH public key line"),
+        id="worker-bad-host-key",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": {**SWARM, "manager": {"labels": {"juvini.stack": "other"}}}},
+        bad("swarm.manager.labels", '{"juvini.stack": "other"}', "keys starting with 'juvini.' are the program's own"),
+        id="reserved-node-label",
+    ),
+    pytest.param(
+        {
+            "images": SWARM_REGISTRY,
+            "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "labels": {"a b": "x"}}]},
+        },
+        bad("swarm.workers[0].labels", '{"a b": "x"}', "has label keys ['a b']"),
+        id="bad-node-label-key",
+    ),
+    pytest.param(
+        {"images": SWARM_REGISTRY, "swarm": SWARM, "network": {"usersSubnet": "10.0.0.0/24"}},
+        bad("swarm.workers[1].address", "'10.0.0.12'", "lies inside network.usersSubnet 10.0.0.0/24"),
+        id="worker-inside-the-users-network",
     ),
     # login: one authenticator's settings while another is chosen
     pytest.param(
@@ -1444,6 +1629,7 @@ VALID_COMBINATIONS = [
     pytest.param(
         {
             "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
+            "images": SWARM_REGISTRY,
             "spark": {"driverMemory": "2g"},
             "hub": {"httpsPort": 12005},
             "cifs": {"shares": [TEAM_SHARE]},
@@ -1571,6 +1757,10 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "cifs.shares[].password": {
         "cifs": {"shares": [{"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "cifs-pw-1"}]}
     },
+    "swarm.workers[].sshPrivateKey": {
+        "images": SWARM_REGISTRY,
+        "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "sshPrivateKey": "worker-key-1"}]},
+    },
 }
 
 
@@ -1690,6 +1880,11 @@ REFUSED_SECRETS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "cifs.shares[0].password",
         "cifs-pw-1",
         {"cifs": {"shares": [{"name": "home", "unc": "//10.0.0.5/homes", "perUser": True, "password": "cifs-pw-1"}]}},
+    ),
+    "swarm.workers[].sshPrivateKey": (
+        "swarm.workers[0].sshPrivateKey",
+        "worker-key-1",
+        {"swarm": {"workers": [{"name": "worker-1", "address": "10.0.0.11", "sshPrivateKey": ["worker-key-1"]}]}},
     ),
 }
 

@@ -224,7 +224,9 @@ def test_host_ports_are_the_spark_ranges_on_one_host_and_none_under_swarm() -> N
         settings(spark={"driverPorts": "12000-12003", "blockManagerPorts": "11100-11103"}), NAMING, IMAGES
     )
     assert one_host["hostPorts"] == [[12000, 12003], [11100, 11103]]
-    swarm = filter_policy(settings(swarm={"enabled": True}), NAMING, IMAGES)
+    swarm = filter_policy(
+        settings(swarm={"enabled": True}, images={"registry": "registry.example.org/lab", "push": True}), NAMING, IMAGES
+    )
     assert (swarm["hostPorts"], swarm["swarm"], swarm["noNewPrivileges"]) == ([], True, False)
 
 
