@@ -25,6 +25,11 @@ LDAP_CA_PATH = f"{HUB_HOME}/ldap-ca.crt"
 OIDC_CA_PATH = f"{HUB_HOME}/oidc-ca.crt"
 KRB5_CONF_NAME = "krb5.conf"
 KRB5_CCACHE_DIR_NAME = "krb5cc"
+#: Under Swarm, the users' ticket folders and the realm's krb5.conf: in the users' folder (shared
+#: storage, the same path on every node and in the hub), names no user has (the spawner refuses
+#: usernames starting with ".").
+SWARM_KRB5_CCACHE_DIR_NAME = ".juvini-kerberos"
+SWARM_KRB5_CONF_NAME = ".juvini-krb5.conf"
 HUB_API_PORT = 8081
 PROXY_PUBLIC_PORT = 8000
 PROXY_API_PORT = 8001
@@ -92,9 +97,9 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
             "enabled": settings.kerberos.enabled,
             "realm": settings.kerberos.realm or "",
             "on_failure": settings.kerberos.on_failure,
-            "ccache_root": f"{STATE_DIR}/{KRB5_CCACHE_DIR_NAME}",
-            "ccache_host_root": f"{settings.paths.hub_state_dir}/{KRB5_CCACHE_DIR_NAME}",
-            "krb5_conf": f"{STATE_DIR}/{KRB5_CONF_NAME}",
+            "ccache_root": ccache_roots(settings)[0],
+            "ccache_host_root": ccache_roots(settings)[1],
+            "krb5_conf": krb5_conf_host_path(settings) if settings.swarm.enabled else f"{STATE_DIR}/{KRB5_CONF_NAME}",
             "krb5_conf_host_path": krb5_conf_host_path(settings),
             "uid": uid,
             "gid": gid,
@@ -190,8 +195,24 @@ def server_culling_args(spawner: SpawnerSettings) -> list[str]:
     ]
 
 
+def ccache_roots(settings: Settings) -> tuple[str, str]:
+    """The folder of users' ticket folders as the hub sees it, and as the Docker host(s) see it.
+
+    One host: in the hub's state folder. Under Swarm a user's server may run on any node, so the
+    tickets live on the shared storage, in the users' folder, which the hub mounts at the same
+    path as the nodes (each user's server mounts only its own ticket folder).
+    """
+    if settings.swarm.enabled:
+        shared = f"{settings.paths.users_dir}/{SWARM_KRB5_CCACHE_DIR_NAME}"
+        return shared, shared
+    return f"{STATE_DIR}/{KRB5_CCACHE_DIR_NAME}", f"{settings.paths.hub_state_dir}/{KRB5_CCACHE_DIR_NAME}"
+
+
 def krb5_conf_host_path(settings: Settings) -> str:
-    """Where the stack writes krb5.conf on the Docker host (inside the hub state folder)."""
+    """Where the stack writes krb5.conf on the Docker host: in the hub state folder; under Swarm in
+    the users' folder on the shared storage, which the hub and every node see at the same path."""
+    if settings.swarm.enabled:
+        return f"{settings.paths.users_dir}/{SWARM_KRB5_CONF_NAME}"
     return f"{settings.paths.hub_state_dir}/{KRB5_CONF_NAME}"
 
 

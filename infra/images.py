@@ -137,6 +137,17 @@ class Images(pulumi.ComponentResource):
         images = self._settings.images
         return self._naming.image(role, images.tag, images.registry)
 
+    def _registry_login(self) -> docker.RegistryArgs | None:
+        """The login the pushes use, the password a secret (never a plain input); None without one."""
+        images = self._settings.images
+        if not images.push or images.registry_username is None or images.registry_password is None:
+            return None
+        return docker.RegistryArgs(
+            server=images.registry_server(),
+            username=images.registry_username,
+            password=pulumi.Output.secret(images.registry_password.get_secret_value()),
+        )
+
     def _build(self, name: str, build: ImageBuild, image_name: str, parent: docker.Image | None) -> docker.Image:
         settings = self._settings
         context = context_path(build.folder)
@@ -156,6 +167,7 @@ class Images(pulumi.ComponentResource):
                 builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             ),
             skip_push=not settings.images.push,
+            registry=self._registry_login(),
             build_on_preview=settings.images.build_on_preview,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -634,6 +634,10 @@ local function decide(txn, method, path, query)
     if method == "GET" and path == "/tasks" then
       return "list tasks"
     end
+    -- The node a user's task runs on, by id: its hostname for the spawn page and the hub's log.
+    if method == "GET" and path:find("^/nodes/[%w]+$") then
+      return "inspect a node"
+    end
     if method == "POST" and path == "/services/create" then
       check_service_create(decode_body(txn))
       return "create one of the lab's users' services"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from infra.settings.base import PEM_CERT, Problem, Section, refuse
 
@@ -51,6 +51,12 @@ class ImageSettings(Section):
     )
     tag: str = Field(default="0.1.0", description="Tag given to the built images.")
     push: bool = Field(default=False, description="Push the built images to the registry.")
+    registry_username: str | None = Field(
+        default=None, description="User the pushes log in to images.registry as; unset: no login."
+    )
+    registry_password: SecretStr | None = Field(
+        default=None, description="Password (or token) of images.registryUsername for the pushes. Secret."
+    )
     extra_ca_bundle: str | None = Field(
         default=None,
         description="Extra CA certificates (PEM text, a PEM file, or a folder of .crt files) trusted in the "
@@ -93,6 +99,15 @@ class ImageSettings(Section):
 
     @model_validator(mode="after")
     def _push_needs_registry(self) -> ImageSettings:
+        problems = []
         if self.push and not self.registry:
-            refuse([Problem("push", True, "needs images.registry, the registry to push to")])
+            problems.append(Problem("push", True, "needs images.registry, the registry to push to"))
+        if (self.registry_username is None) != (self.registry_password is None):
+            given = "registryUsername" if self.registry_username is not None else "registryPassword"
+            problems.append(Problem(given, "(set)", "needs both images.registryUsername and images.registryPassword"))
+        refuse(problems)
         return self
+
+    def registry_server(self) -> str | None:
+        """The registry's host (and port) of ``registry``, what a login names."""
+        return self.registry.split("/", 1)[0] if self.registry else None

@@ -524,6 +524,40 @@ def test_swarm_servers_run_as_the_lab_user(load: Load) -> None:
     assert container_spec.get("user") == "2100:2100"
 
 
+def test_swarm_nodes_pull_the_images_themselves_and_servers_are_not_restarted(load: Load) -> None:
+    loaded = load(variant="swarm")
+    swarm = hub(loaded).spawner_class(config=loaded.config, user=SimpleNamespace(name="alice"))
+    # The manager's engine is not asked for the image: the node that runs the task pulls it.
+    assert swarm.pull_policy == "skip"
+    # As on one host, a server whose node died is not started again behind the hub's back.
+    assert swarm.extra_task_spec == {"restart_policy": {"Condition": "none"}}
+    assert docker.types.TaskTemplate(container_spec={}, **swarm.extra_task_spec)["RestartPolicy"] == {
+        "Condition": "none"
+    }
+    assert hub(load()).spawner_class(config=load().config, user=SimpleNamespace(name="a")).pull_policy == "never"
+
+
+def test_swarm_containers_carry_the_stack_labels(load: Load) -> None:
+    loaded = load(variant="swarm")
+    spec = option(loaded.config, SwarmSpawner, "extra_container_spec")
+    assert spec["labels"] == option(loaded.config, SwarmSpawner, "extra_create_kwargs")["labels"]
+    assert spec["labels"]["org.juvini.role"] == "user"
+    docker.types.ContainerSpec(image="x", **spec)  # what SwarmSpawner makes of it
+
+
+def test_swarm_kerberos_tickets_and_krb5_conf_are_on_the_shared_storage(load: Load) -> None:
+    raw = VARIANTS["enterprise"] | VARIANTS["swarm"]
+    # Per-user shares and Spark ports: single host only.
+    raw = {key: value for key, value in raw.items() if key not in ("cifs", "spark")}
+    loaded = load(raw)
+    users_dir = loaded.settings.paths.users_dir
+    tickets = hub(loaded).spawner_class(config=loaded.config, user=SimpleNamespace(name="alice")).kerberos
+    # The hub mounts the users' folder at its own path, as every node sees it.
+    assert tickets.ccache_root == tickets.ccache_host_root == f"{users_dir}/.juvini-kerberos"
+    assert tickets.krb5_conf == tickets.krb5_conf_host_path == f"{users_dir}/.juvini-krb5.conf"
+    assert krb5_conf_host_path(loaded.settings) == tickets.krb5_conf_host_path
+
+
 def test_swarm_create_kwargs_are_accepted_by_create_service(load: Load) -> None:
     accepted = set(inspect.signature(docker.api.service.ServiceApiMixin.create_service).parameters)
     create_kwargs = option(load(variant="swarm").config, SwarmSpawner, "extra_create_kwargs")

@@ -774,6 +774,8 @@ class FakeEngine:
         self.running = 0
         self.most_running = 0
         self.gpu_runtime = False
+        #: A service's task as successive looks find it: (state, desired state, node id).
+        self.task_states: list[tuple[str, str, str | None]] = [("running", "running", "n1")]
 
     @contextlib.contextmanager
     def call(self, client: FakeClient, method: str) -> Iterator[None]:
@@ -886,10 +888,22 @@ class FakeClient:
             raise api_error(404, f"No such service: {name_or_id}")
 
     def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """The service's one task: the next of ``engine.task_states`` at each look (the last one stays)."""
         with self.engine.call(self, "tasks"):
             if filters["service"] not in self.engine.services:
                 return []
-            return [{"Status": {"State": "running"}}]
+            states = self.engine.task_states
+            state, desired, node = states.pop(0) if len(states) > 1 else states[0]
+            if "desired-state" in filters and desired != filters["desired-state"]:
+                return []
+            status = {"State": state}
+            if state == "rejected":
+                status["Err"] = "invalid mount config for type bind: bind source path does not exist"
+            return [{"Status": status, "DesiredState": desired} | ({"NodeID": node} if node else {})]
+
+    def inspect_node(self, node_id: str) -> dict[str, Any]:
+        with self.engine.call(self, "inspect_node"):
+            return {"ID": node_id, "Description": {"Hostname": f"host-of-{node_id}"}}
 
 
 @pytest.fixture
@@ -1313,17 +1327,71 @@ def swarm_spawner(users_dir: Path) -> JuviniSwarmSpawner:
 
 
 def test_progress_of_a_swarm_service(engine: FakeEngine, tmp_path: Path) -> None:
-    events, failure = asyncio.run(follow_start(swarm_spawner(tmp_path)))
+    engine.task_states = [
+        ("pending", "running", None),
+        ("assigned", "running", "n2"),
+        ("preparing", "running", "n2"),
+        ("preparing", "running", "n2"),
+        ("running", "running", "n2"),
+    ]
+    spawner = swarm_spawner(tmp_path)
+    spawner.task_poll_interval = 0.05
+    events, failure = asyncio.run(follow_start(spawner))
     assert failure is None
     assert messages(events)[:-1] == [
         "Server requested",
         "Your persistent home folder is ready",
         "No Kerberos ticket: this lab does not use Kerberos",
         f"Service created from {BASE_IMAGE}",
-        "Server starting: waiting for JupyterLab to answer",
+        "Scheduled on node host-of-n2",
+        f"Node host-of-n2 is fetching the image {BASE_IMAGE} (the first start of an image on a node downloads "
+        "it from the registry: this can take a few minutes)",
+        "Server starting on node host-of-n2: waiting for JupyterLab to answer",
     ]
     assert events[-1]["message"].startswith("Server answering after")
     assert "jupyter-alice" in engine.services
+
+
+def test_a_swarm_task_the_node_rejects_fails_the_start_at_once_with_why(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.task_states = [("pending", "running", None), ("rejected", "shutdown", "n3")]
+    spawner = swarm_spawner(tmp_path)
+    spawner.task_poll_interval = 0.05
+    began = time.monotonic()
+    _events, failure = asyncio.run(follow_start(spawner))
+    assert failure is not None
+    assert time.monotonic() - began < 5, "a rejected task must not wait for start_timeout"
+    assert format_exception(failure)[0].startswith(
+        "Your server could not start on node host-of-n3: invalid mount config for type bind"
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "desired", "stopped"),
+    [
+        ("running", "running", False),
+        ("preparing", "running", False),
+        # The node died: its last report says running, the swarm has shut the task down.
+        ("running", "shutdown", True),
+        ("failed", "shutdown", True),
+        ("orphaned", "running", True),
+    ],
+)
+def test_a_swarm_server_is_stopped_once_the_swarm_ended_its_task(
+    engine: FakeEngine, tmp_path: Path, state: str, desired: str, stopped: bool
+) -> None:
+    spawner = swarm_spawner(tmp_path)
+    asyncio.run(spawner.start())
+    engine.task_states = [(state, desired, "n1")]
+    status = asyncio.run(spawner.poll())
+    assert (status is not None) is stopped, status
+
+
+def test_a_username_starting_with_a_dot_gets_no_folder(engine: FakeEngine, tmp_path: Path) -> None:
+    spawner = swarm_spawner(tmp_path)
+    spawner.user = make_user(".juvini-kerberos")
+    with pytest.raises(web.HTTPError, match="starts with a dot"):
+        spawner.ensure_user_folder()
+    assert not (tmp_path / ".juvini-kerberos").exists()
 
 
 # --- profiles: who may pick which, and what a pick gives the server -------------------------

@@ -681,6 +681,11 @@ INVALID = [
         {"images": {"push": True}}, bad("images.push", "true", "needs images.registry"), id="push-no-registry"
     ),
     pytest.param(
+        {"images": {"registry": "registry.example.com/lab", "registryUsername": "pusher"}},
+        bad("images.registryUsername", "'(set)'", "needs both images.registryUsername and images.registryPassword"),
+        id="registry-user-without-password",
+    ),
+    pytest.param(
         {"images": {"extraCaBundle": PRIVATE_KEY}},
         r"^juvini:images\.extraCaBundle: '-----BEGIN PRIVATE KEY-----\\n.* is not allowed: "
         r".*no PEM certificate \(-----BEGIN CERTIFICATE-----\)",
@@ -1757,6 +1762,9 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "cifs.shares[].password": {
         "cifs": {"shares": [{"name": "team", "unc": "//10.0.0.5/team", "username": "svc", "password": "cifs-pw-1"}]}
     },
+    "images.registryPassword": {
+        "images": {"registry": "registry.example.org/lab", "registryUsername": "pusher", "registryPassword": "reg-pw-1"}
+    },
     "swarm.workers[].sshPrivateKey": {
         "images": SWARM_REGISTRY,
         "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "sshPrivateKey": "worker-key-1"}]},
@@ -1880,6 +1888,11 @@ REFUSED_SECRETS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "cifs.shares[0].password",
         "cifs-pw-1",
         {"cifs": {"shares": [{"name": "home", "unc": "//10.0.0.5/homes", "perUser": True, "password": "cifs-pw-1"}]}},
+    ),
+    "images.registryPassword": (
+        "images.registryPassword",
+        "reg-pw-1",
+        {"images": {"registryPassword": ["reg-pw-1"]}},
     ),
     "swarm.workers[].sshPrivateKey": (
         "swarm.workers[0].sshPrivateKey",

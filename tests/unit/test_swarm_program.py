@@ -66,7 +66,7 @@ def run(raw: dict[str, Any]) -> ProgramRun:
 
     mocks = SwarmMocks()
     monitor = RecordingMonitor(mocks)
-    start_mocked_stack(mocks, monitor, raw, ["host", "swarm"], "dev")
+    start_mocked_stack(mocks, monitor, raw, ["host", "swarm", "images"], "dev")
     result = evaluate_stack(main)
     return ProgramRun(monitor.registrations, result.get("outputs", {}), result.get("secret_outputs", set()))
 
@@ -220,3 +220,28 @@ def test_an_existing_swarm_is_checked_and_labelled_never_joined(swarm: ProgramRu
 def test_no_swarm_no_swarm_resources() -> None:
     single = run({"host": {"address": "10.0.0.10", "sshPrivateKey": HOST_KEY}})
     assert not [r for r in single.registrations if "swarm" in r.name]
+
+
+REGISTRY_PASSWORD = "registry-password-should-stay-secret"
+
+
+def test_the_images_are_pushed_with_the_registry_login_a_secret() -> None:
+    raw = config()
+    raw["images"] |= {"registryUsername": "lab-pusher", "registryPassword": REGISTRY_PASSWORD}
+    program = run(raw | {"images": raw["images"]})
+    images = [item for item in program.registrations if item.type == "docker:index/image:Image"]
+    assert images
+    for image in images:
+        assert image.inputs["skipPush"] is False, image
+        assert image.inputs["imageName"].startswith("registry.example.org/lab/"), image
+        registry = image.inputs["registry"]
+        assert (registry["server"], registry["username"]) == ("registry.example.org", "lab-pusher"), image
+        assert registry["password"] == REGISTRY_PASSWORD, image
+        assert _plain(image.inputs, image.secret_inputs).count(REGISTRY_PASSWORD) == 0, image
+    assert REGISTRY_PASSWORD not in json.dumps(program.outputs)
+
+
+def test_without_a_login_the_pushes_use_none(swarm: ProgramRun) -> None:
+    for image in (item for item in swarm.registrations if item.type == "docker:index/image:Image"):
+        assert image.inputs["skipPush"] is False, image
+        assert "registry" not in image.inputs, image

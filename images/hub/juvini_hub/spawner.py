@@ -60,6 +60,9 @@ _RESERVED: dict[str, SparkPorts] = {}
 # The Docker threads and their clients, shared by every spawner of the hub.
 _DOCKER_CALLS = DockerCalls()
 
+# Swarm nodes' hostnames by id (a node keeps its id for as long as it is in the swarm).
+_NODE_NAMES: dict[str, str] = {}
+
 # The removal of users' containers no saved server records (juvini_hub.reconcile): once per
 # hub process, awaited by every check and start of a server on a single Docker host.
 _SWEEP: asyncio.Task[None] | None = None
@@ -71,8 +74,15 @@ KERBEROS_STEP = 20
 SHARES_STEP = 30
 SPARK_STEP = 40
 CREATED_STEP = 60
+SCHEDULED_STEP = 62
+PULLING_STEP = 65
 STARTED_STEP = 70
 ANSWERING_STEP = 90
+
+#: Swarm task states: the task is on its way or runs; it will never run; its end was asked for.
+TASK_ALIVE_STATES = frozenset({"new", "pending", "assigned", "accepted", "ready", "preparing", "starting", "running"})
+TASK_FAILED_STATES = frozenset({"failed", "rejected", "complete", "shutdown", "orphaned", "remove"})
+TASK_ENDED_STATES = frozenset({"shutdown", "remove", "complete"})
 
 #: Seconds of Spawner.start_timeout kept back when start() waits for the server to answer.
 START_TIMEOUT_MARGIN = 1.0
@@ -359,6 +369,14 @@ class JuviniSpawnerMixin(WithKerberosTickets):
 
     def ensure_user_folder(self) -> Path:
         """Create the user's persistent folder if it does not exist yet."""
+        if self.user.name.startswith("."):
+            # Names starting with a dot are the lab's own folders beside users' ones (under Swarm,
+            # everyone's Kerberos tickets): never a user's home.
+            raise UserFacingError(
+                403,
+                f"The username {self.user.name!r} starts with a dot, which this lab does not allow.",
+                reason="Username not allowed",
+            )
         folder = Path(self.format_volume_name(self.user_folder, self))
         if not folder.exists():
             folder.mkdir()
@@ -738,4 +756,100 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
     """SwarmSpawner for scale-out across a Docker Swarm, with the lab's folders and Kerberos tickets.
 
     Its start has fewer steps: no per-user shares and no Spark ports (single Docker host only).
+    While the service's task waits for a node, and while that node pulls the image (minutes for
+    a large image on a node that never ran it), the spawn page says so. A task the swarm will not
+    run (rejected: a mount source missing on the node, an image it cannot pull) fails the start
+    at once with Docker's reason, instead of waiting for ``start_timeout``.
+
+    A server's task is not restarted by the swarm (the rendered config gives it the restart
+    condition ``none``, as a single host does not restart a server): when its node dies the
+    swarm shuts the task down, :meth:`poll` reports the server stopped, and the user's next start
+    creates a new service, which the swarm places on a node that is up.
     """
+
+    #: Seconds between two looks at a starting task's state (the first ones quicker).
+    task_poll_interval = Float(
+        0.5, min=0.05, help="Seconds between two looks at a starting service's task (its state and node)."
+    ).tag(config=True)
+
+    async def start_object(self) -> None:
+        """Wait until the service's task runs, saying where it is scheduled and what the node does."""
+        progress = self.spawn_progress()
+        said: set[str] = set()
+        while True:
+            task = await self.get_task()
+            if not task:
+                raise RuntimeError(f"Service {self.service_name} has no task")
+            status = task.get("Status") or {}
+            state = str(status.get("State", "")).lower()
+            node = await self.node_name(task.get("NodeID"))
+            if state == "running":
+                break
+            if state in TASK_FAILED_STATES or task.get("DesiredState") in TASK_ENDED_STATES:
+                reason = status.get("Err") or status.get("Message") or state
+                self.log.warning(
+                    "%s's service %s: task %s on %s: %s",
+                    self.user.name,
+                    self.service_name,
+                    state,
+                    node or "no node",
+                    reason,
+                )
+                raise UserFacingError(
+                    500,
+                    f"Your server could not start on node {node or '(none)'}: {reason}. Try again; if it happens "
+                    "again, ask an admin (the node may lack the lab's folders or access to the registry).",
+                    reason="Server task failed",
+                )
+            if node and "scheduled" not in said:
+                said.add("scheduled")
+                progress.step(SCHEDULED_STEP, f"Scheduled on node {node}")
+            if state == "preparing" and "pulling" not in said:
+                said.add("pulling")
+                progress.step(
+                    PULLING_STEP,
+                    f"Node {node} is fetching the image {self.image} (the first start of an image on a node "
+                    "downloads it from the registry: this can take a few minutes)",
+                )
+            await asyncio.sleep(self.task_poll_interval)
+        self.spawn_progress().step(STARTED_STEP, f"Server starting on node {node}: waiting for JupyterLab to answer")
+
+    async def node_name(self, node_id: str | None) -> str | None:
+        """The hostname of the swarm node ``node_id`` (its id when it cannot be read)."""
+        if not node_id:
+            return None
+        if node_id not in _NODE_NAMES:
+            try:
+                node = await self.docker("inspect_node", node_id)
+                _NODE_NAMES[node_id] = str(node["Description"]["Hostname"])
+            except (APIError, KeyError) as error:
+                self.log.debug("node %s could not be inspected: %s", node_id, error)
+                return node_id[:12]
+        return _NODE_NAMES[node_id]
+
+    async def poll(self) -> Any:
+        """None while the service's task runs (or gets ready to); why not, otherwise.
+
+        SwarmSpawner's own poll reads the task's last reported state: a task on a node that died
+        still reads ``running`` there, while the swarm has already shut it down (desired state).
+        """
+        task = await self.get_task()
+        if not task:
+            self.log.warning("Service %s not found", self.service_name)
+            return 0
+        status = task.get("Status") or {}
+        state = str(status.get("State", "")).lower()
+        desired = str(task.get("DesiredState", "")).lower()
+        if desired in TASK_ENDED_STATES or state not in TASK_ALIVE_STATES:
+            node = await self.node_name(task.get("NodeID"))
+            self.log.warning(
+                "%s's server (service %s) is gone from node %s: task %s, desired %s (%s)",
+                self.user.name,
+                self.service_name,
+                node,
+                state,
+                desired,
+                status.get("Err") or status.get("Message") or "",
+            )
+            return f"task {state}, desired {desired}"
+        return None
