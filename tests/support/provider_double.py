@@ -5,7 +5,9 @@ machines. This double runs the real program under ``pulumi.runtime.set_mocks`` a
 for each registered resource, does what the real provider would do, for real, with the
 same inputs:
 
-- ``docker:index/image:Image``: ``docker build`` with BuildKit (Debian's client);
+- ``docker:index/image:Image``: ``docker build`` with BuildKit (Debian's client), then ``docker push``
+  unless ``skipPush`` (with ``docker login`` into a throw-away client configuration when it has
+  ``registry`` credentials);
 - ``docker:index/network:Network`` / ``Container``: the Docker SDK;
 - ``command:remote:Command``: its ``create`` over SSH (``delete`` at teardown) with ``stdin``;
 - ``tls:*``: keys, requests and certificates made with ``cryptography``;
@@ -83,6 +85,8 @@ class ProviderDouble(pulumi.runtime.Mocks):
     inputs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _docker: docker.DockerClient | None = None
+    #: The docker provider's ``host``, for the Docker CLI's builds and pushes.
+    docker_host: str = "unix:///var/run/docker.sock"
 
     # --- Mocks interface -------------------------------------------------------------------
 
@@ -160,9 +164,10 @@ def _check_inputs(type_: str, name: str, inputs: dict[str, Any], known: set[str]
 def _docker_provider(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[str, dict, None]:
     _check_inputs("pulumi:providers:docker", name, inputs, {"host", "version"})
     host = inputs.get("host", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        raise UnsupportedByDouble(f"docker provider {name}: only unix sockets are applied here, not {host}")
+    if not host.startswith(("unix://", "tcp://")):
+        raise UnsupportedByDouble(f"docker provider {name}: only unix sockets and tcp:// are applied here, not {host}")
     double._docker = docker.DockerClient(base_url=host, timeout=600)
+    double.docker_host = host
     return f"{name}-provider", {}, None
 
 
@@ -417,8 +422,6 @@ def _image(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[s
     _check_inputs(
         "docker:index/image:Image", name, inputs, {"imageName", "build", "skipPush", "buildOnPreview", "registry"}
     )
-    if not inputs.get("skipPush", False):
-        raise UnsupportedByDouble(f"docker Image {name}: pushing is not applied here (no registry)")
     build = inputs["build"]
     _check_inputs(
         "docker:index/image:Image build",
@@ -435,7 +438,10 @@ def _image(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[s
         if build.get(option):
             argv += [f"--{option}", build[option]]
     argv.append(build.get("context", "."))
-    environment = os.environ | {"DOCKER_BUILDKIT": "1" if build.get("builderVersion") != "BuilderV1" else "0"}
+    environment = os.environ | {
+        "DOCKER_BUILDKIT": "1" if build.get("builderVersion") != "BuilderV1" else "0",
+        "DOCKER_HOST": double.docker_host,
+    }
     log_file = double.build_log_dir / f"{name}.log"
     started = time.monotonic()
     with log_file.open("w", encoding="utf-8") as log:
@@ -445,7 +451,49 @@ def _image(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[s
         raise RuntimeError(f"docker build of {name} failed ({result.returncode}); log {log_file}:\n{tail}")
     image = double.client.images.get(inputs["imageName"])
     seconds = time.monotonic() - started
-    return image.id, {"image_name": inputs["imageName"], "repo_digest": image.id, "build_seconds": seconds}, None
+    outputs = {"image_name": inputs["imageName"], "repo_digest": image.id, "build_seconds": seconds}
+    if not inputs.get("skipPush", False):
+        outputs |= _push(double, name, inputs["imageName"], inputs.get("registry"), environment)
+    return image.id, outputs, None
+
+
+def _push(
+    double: ProviderDouble, name: str, image_name: str, registry: dict[str, Any] | None, environment: dict[str, str]
+) -> dict[str, Any]:
+    """``docker push`` of the built image (after a login when the image has credentials); its digest."""
+    started = time.monotonic()
+    log_file = double.build_log_dir / f"{name}.push.log"
+    with tempfile.TemporaryDirectory() as client_config, log_file.open("w", encoding="utf-8") as log:
+        # A throw-away client configuration: the login's credentials do not outlive the push.
+        environment = environment | {"DOCKER_CONFIG": client_config}
+        if registry:
+            _check_inputs("docker:index/image:Image registry", name, registry, {"server", "username", "password"})
+            login = subprocess.run(
+                [DOCKER_CLI, "login", "--username", registry["username"], "--password-stdin", registry["server"]],
+                input=registry["password"],
+                capture_output=True,
+                text=True,
+                env=environment,
+                timeout=120,
+                check=False,
+            )
+            if login.returncode != 0:
+                raise RuntimeError(f"docker login to {registry['server']} for {name} failed: {login.stderr[-2000:]}")
+        result = subprocess.run(
+            [DOCKER_CLI, "push", image_name], stdout=log, stderr=subprocess.STDOUT, env=environment, timeout=3600
+        )
+    if result.returncode != 0:
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(f"docker push of {image_name} failed ({result.returncode}); log {log_file}:\n{tail}")
+    repository = image_name.rsplit(":", 1)[0]
+    digests = [
+        digest
+        for digest in double.client.images.get(image_name).attrs.get("RepoDigests") or []
+        if digest.startswith(f"{repository}@")
+    ]
+    if not digests:
+        raise RuntimeError(f"docker push of {image_name} left the image no digest in {repository}")
+    return {"repo_digest": digests[0], "push_seconds": time.monotonic() - started}
 
 
 def _network(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple[str, dict, Callable]:
