@@ -650,3 +650,35 @@ def stack_oidc_config(ip: str, ca_pem: str, client_secret: str = OIDC_CLIENT_SEC
             "loginService": "Lab test SSO",
         },
     }
+
+
+# --- peer images made outside PEERS (e.g. the swarm test bed's node and registry) ------------
+
+
+@functools.cache
+def build_peer_image(folder: str, tag: str, labels: tuple[tuple[str, str], ...] = ()) -> str:
+    """Build ``tests/peers/<folder>/Dockerfile`` (context ``tests/peers``) on the local base image
+    as ``tag``, once per run; Docker's layer cache makes a rebuild of unchanged files instant."""
+    base = ensure_base_image()
+    label_args = [argument for name, value in labels for argument in ("--label", f"{name}={value}")]
+    result = subprocess.run(
+        [
+            DOCKER_CLI,
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            *label_args,
+            "--tag",
+            tag,
+            "--file",
+            str(PEERS_DIR / folder / "Dockerfile"),
+            str(PEERS_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"DOCKER_BUILDKIT": "1"},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PeerError(f"building {tag} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return tag
