@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pytest
@@ -22,12 +22,9 @@ from infra.host import Host
 from infra.naming import Naming
 from infra.settings import load_settings
 from infra.swarm import SwarmCluster
+from tests.support import swarm_bed
 from tests.support.provider_double import Deployment, apply
-
-# The bed comes from the branch wt-swarmbed; until it is merged this module cannot run.
-swarm_bed = pytest.importorskip("tests.support.swarm_bed", reason="the swarm test bed (branch wt-swarmbed) is missing")
-if TYPE_CHECKING:
-    from tests.support.swarm_bed import BedNode, SwarmBed
+from tests.support.swarm_bed import BedNode, SwarmBed
 
 pytestmark = pytest.mark.integration
 
