@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import docker
 import pytest
@@ -31,13 +31,10 @@ import requests
 from infra import outputs
 from infra.settings import SHARED_MOUNT
 from tests.e2e.conftest import SSH_KEY, user_data
+from tests.support import swarm_bed
 from tests.support.lab_client import LabUser, wait_for
 from tests.support.provider_double import Deployment, bring_up
-
-# The bed comes from the branch wt-swarmbed; until it is merged this module cannot run.
-swarm_bed = pytest.importorskip("tests.support.swarm_bed", reason="the swarm test bed (branch wt-swarmbed) is missing")
-if TYPE_CHECKING:
-    from tests.support.swarm_bed import BedNode, SwarmBed
+from tests.support.swarm_bed import BedNode, SwarmBed
 
 pytestmark = pytest.mark.e2e
 
