@@ -16,8 +16,10 @@ Run under the Docker lock.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +31,8 @@ import pytest
 import requests
 
 from infra import outputs
-from infra.settings import SHARED_MOUNT
+from infra.naming import Naming
+from infra.settings import SHARED_MOUNT, parse_settings
 from tests.e2e.conftest import SSH_KEY, user_data
 from tests.support import swarm_bed
 from tests.support.lab_client import LabUser, wait_for
@@ -166,8 +169,15 @@ def users(swarm_lab: SwarmLab) -> dict[str, LabUser]:
         user.sign_up()
         user.log_in()
         swarm_lab.users[name] = user
+
+    def timed_start(user: LabUser) -> float:
+        began = time.monotonic()
+        user.start_server(timeout=420)
+        return time.monotonic() - began
+
     with concurrent.futures.ThreadPoolExecutor(len(USERS)) as pool:
-        list(pool.map(lambda user: user.start_server(timeout=420), swarm_lab.users.values()))
+        seconds = dict(zip(swarm_lab.users, pool.map(timed_start, swarm_lab.users.values()), strict=True))
+    print("spawn seconds (6 at once):", {name: round(value, 1) for name, value in seconds.items()})
     return swarm_lab.users
 
 
@@ -185,6 +195,90 @@ def test_servers_spread_over_the_nodes_and_each_runs_code(swarm_lab: SwarmLab, u
     assert len(set(placed.values())) >= 2, f"every server on one node: {placed}"
     for name, user in users.items():
         assert user.run_code("import socket; print(socket.gethostname() != '')").strip() == "True", name
+
+
+#: Runs in the hub's Python, through the hub's own Docker access (DOCKER_HOST: the filter's socket),
+#: as SwarmSpawner makes its client: each attempt a service as the spawner would create one but for
+#: the one thing it tries, or a swarm call the spawner never makes. Prints {name: [status, message]}.
+ATTEMPTS_IN_THE_HUB = r"""
+import json, sys
+import docker
+from docker.types import ContainerSpec, EndpointSpec, Mount, TaskTemplate
+spec = json.loads(sys.argv[1])
+api = docker.from_env(version="auto").api
+def service(suffix, **changes):
+    container = dict(image=spec["image"], user=spec["user"], labels=spec["labels"], command=["sleep", "600"])
+    container.update(changes)
+    task = TaskTemplate(ContainerSpec(**container), networks=[spec["network"]])
+    return api.create_service(task, name=spec["name"] + suffix, labels=spec["labels"],
+                              endpoint_spec=EndpointSpec(mode="dnsrr"))
+node = spec["node"]
+calls = {
+    "bind /": lambda: service("-root", mounts=[Mount("/host", "/", type="bind")]),
+    "cap SYS_ADMIN": lambda: service("-caps", cap_add=["SYS_ADMIN"]),
+    "foreign image": lambda: service("-image", image=spec["foreign_image"]),
+    "the join tokens": lambda: api.inspect_swarm(),
+    "promote a node": lambda: api.update_node(node["ID"], node["Version"]["Index"], dict(node["Spec"], Role="manager")),
+    "list the nodes": lambda: api.nodes(),
+    "allowed: inspect a node": lambda: api.inspect_node(node["ID"])["ID"],
+}
+results = {}
+for name, call in calls.items():
+    try:
+        call()
+        results[name] = [0, ""]
+    except docker.errors.APIError as error:
+        results[name] = [error.status_code, str(error.explanation)]
+print(json.dumps(results))
+"""
+
+
+def test_the_hub_s_docker_access_lets_only_the_swarm_spawner_s_calls_through(
+    swarm_lab: SwarmLab, users: dict[str, LabUser]
+) -> None:
+    """The six starts went through the filter on the manager, every call allowed; what the spawner
+    never asks for (a bind of /, added capabilities, another image, the join tokens, a node
+    promoted) is refused by its rule and creates nothing."""
+    naming = Naming("juvini", STACK)
+    filter_log = swarm_lab.engine.containers.get(naming.physical("socket-filter")).logs().decode(errors="replace")
+    lines = [line for line in filter_log.splitlines() if "allowed: " in line or "refused: " in line]
+    assert not [line for line in lines if "refused: " in line], "a spawner call was refused"
+    created = [line for line in lines if "allowed: create one of the lab's users' services" in line]
+    assert len(created) >= len(users), lines[-20:]
+
+    settings = parse_settings(swarm_lab.config)
+    outputs_ = swarm_lab.deployment.outputs
+    worker = next(node for node in swarm_lab.engine.nodes.list() if node.attrs["Spec"]["Role"] == "worker")
+    spec = {
+        "name": f"{naming.physical('user')}-intruder",
+        "image": outputs_[outputs.IMAGES]["base"],
+        "foreign_image": outputs_[outputs.IMAGES]["hub"],
+        "user": f"{settings.lab_user.uid}:{settings.lab_user.gid}",
+        "labels": naming.labels("user"),
+        "network": outputs_[outputs.NETWORKS]["users"],
+        "node": {"ID": worker.id, "Version": worker.attrs["Version"], "Spec": worker.attrs["Spec"]},
+    }
+    hub = swarm_lab.engine.containers.get(outputs_[outputs.HUB_CONTAINER])
+    exit_code, output = hub.exec_run(["python", "-c", ATTEMPTS_IN_THE_HUB, json.dumps(spec)], demux=True)
+    assert exit_code == 0, output
+    results = json.loads(output[0])
+    intruders = swarm_lab.engine.services.list(filters={"name": spec["name"]})
+    for service in intruders:
+        service.remove()
+    assert not intruders, f"a forbidden service went through: {[service.name for service in intruders]}"
+    assert results.pop("allowed: inspect a node") == [0, ""], results
+    rules = {
+        "bind /": "binds /, which is not one of the lab's folders",
+        "cap SYS_ADMIN": "CapabilityAdd adds SYS_ADMIN",
+        "foreign image": "is not one of the lab's images",
+        "the join tokens": "GET /swarm is not a call the lab's spawner makes",
+        "promote a node": "/update is not a call the lab's spawner makes",
+        "list the nodes": "GET /nodes is not a call the lab's spawner makes",
+    }
+    for attempt, rule in rules.items():
+        status, message = results[attempt]
+        assert status == 403 and message.startswith("juvini docker filter: ") and rule in message, (attempt, message)
+    assert swarm_lab.engine.nodes.get(worker.id).attrs["Spec"]["Role"] == "worker"
 
 
 def _on_a_worker(swarm_lab: SwarmLab, users: dict[str, LabUser]) -> tuple[str, str]:

@@ -574,6 +574,18 @@ def test_a_drain_whose_tasks_do_not_stop_fails_by_its_deadline_naming_them(engin
     assert "swarm node worker-1 (10.0.0.11) still runs tasks 1s after it was drained: jupyter-bob.1" in result.stderr
 
 
+def test_a_joined_node_that_is_down_is_drained_without_waiting_for_its_tasks(engine: Engine, tmp_path: Path) -> None:
+    # Its host died: the swarm never hears its tasks stop, so waiting would only run out the deadline.
+    worker_in_swarm(engine, tasks=[["jupyter-carol.1", "Running 3 minutes ago"]], stops=False)
+    node = worker_node(swarm_settings(tmp_path))
+    create, delete = node_scripts(STACK, node, node_labels(STACK, {}), marker_dir=engine.markers)
+    ok(engine.run(create, stdin="nodeid-w1 joined\n"))
+    engine.set(nodes={"nodeid-w1": engine.state()["nodes"]["nodeid-w1"] | {"state": "down"}})
+    assert "down, drained without waiting for its tasks" in ok(engine.run(delete))
+    assert engine.state()["nodes"]["nodeid-w1"]["availability"] == "drain"
+    assert not any(call.startswith("node ps") for call in engine.calls())
+
+
 def test_a_node_the_stack_did_not_join_only_loses_its_labels(engine: Engine, tmp_path: Path) -> None:
     worker_in_swarm(engine, labels={"operators.own": "x"}, tasks=[["other.1", "Running 1 minute ago"]])
     node = worker_node(swarm_settings(tmp_path))
