@@ -4,7 +4,7 @@ brought up from the program's own declarations through the provider double, and 
 The bed's first node is the lab's Docker host and swarm manager (its engine over TCP for the
 provider, its sshd for the host commands); the program joins the other two as workers, builds
 the images on the manager and pushes them to the bed's registry, from which the workers pull.
-Users' folders, the shared folder and the group folders are on the bed's shared storage (one
+Users' folders and the shared folder are on the bed's shared storage (one
 folder of this machine mounted at the same path in every node). Only the base notebook image
 is offered (pushing the data-science image and pulling it on three nodes costs minutes and GBs).
 
@@ -99,7 +99,6 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
             # Users' servers' folders on the shared storage; the manager's own (TLS, hub state) not.
             "usersDir": str(shared / "users"),
             "sharedDir": str(shared / "shared"),
-            "groupsDir": str(shared / "groups"),
             "hubStateDir": "/srv/juvini-e2e-swarm/hub",
             "tlsDir": "/etc/juvini-e2e-swarm/ssl",
         },
@@ -111,6 +110,8 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
             "push": True,
         },
         "hub": {"httpsPort": HTTPS_PORT, "publicHostname": manager.host, "adminUsers": ["admin"]},
+        # The lab's certificate names the address the hub is reached at (the manager's).
+        "tls": {"ipAddresses": [manager.host]},
         "auth": {"type": "native", "native": {"openSignup": True}},
         "spawner": {
             "allowedImages": ["base"],
@@ -119,6 +120,8 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
             "httpTimeout": 180,
             "startTimeout": 300,
         },
+        # No Spark image is offered; the driver's memory must still fit in the servers' limit.
+        "spark": {"driverMemory": "768m"},
         "swarm": {
             "enabled": True,
             "manager": {"advertiseAddress": manager.host},
