@@ -317,6 +317,7 @@ def test_a_killed_worker_s_users_start_again_elsewhere_with_their_files(
     assert (swarm_lab.path("usersDir") / name / "kept.txt").read_text() == note, "not on the shared storage"
     affected = [other for other in users if swarm_lab.node_of(other) == node]
 
+    killed_at = time.monotonic()
     swarm_lab.bed.kill(swarm_lab.bed.node(node))
     for other in affected:
         wait_for(
@@ -325,9 +326,14 @@ def test_a_killed_worker_s_users_start_again_elsewhere_with_their_files(
             NODE_DEATH_NOTICED_SECONDS,
             interval=2,
         )
+    noticed = time.monotonic() - killed_at
+    placed = {}
     for other in affected:
+        began = time.monotonic()
         users[other].start_server(timeout=420)
-        assert swarm_lab.node_of(other) not in (None, node), f"{other} started on {swarm_lab.node_of(other)}"
+        placed[other] = (swarm_lab.node_of(other), round(time.monotonic() - began, 1))
+        assert placed[other][0] not in (None, node), f"{other} started on {placed[other][0]}"
+    print(f"{node} killed: the hub saw {affected} stopped after {noticed:.0f} s; started again on (node, s): {placed}")
     assert users[name].run_code("print(open('kept.txt').read())").strip() == note
 
 
