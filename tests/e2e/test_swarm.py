@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class SwarmLab:
     url: str
     ca_file: str
     users: dict[str, LabUser]
+    #: The progress events of each user's first start, as the spawn page follows them.
+    progress: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def manager(self) -> BedNode:
@@ -175,7 +177,7 @@ def users(swarm_lab: SwarmLab) -> dict[str, LabUser]:
 
     def timed_start(user: LabUser) -> float:
         began = time.monotonic()
-        user.start_server(timeout=420)
+        swarm_lab.progress[user.name] = user.start_server_following_progress(timeout=420)
         return time.monotonic() - began
 
     with concurrent.futures.ThreadPoolExecutor(len(USERS)) as pool:
@@ -196,8 +198,28 @@ def test_servers_spread_over_the_nodes_and_each_runs_code(swarm_lab: SwarmLab, u
     placed = {name: swarm_lab.node_of(name) for name in users}
     assert None not in placed.values(), placed
     assert len(set(placed.values())) >= 2, f"every server on one node: {placed}"
+    uid = parse_settings(swarm_lab.config).lab_user.uid
     for name, user in users.items():
-        assert user.run_code("import socket; print(socket.gethostname() != '')").strip() == "True", name
+        assert user.run_code("import os; print(os.getuid(), 6 * 7)").split() == [str(uid), "42"], name
+
+
+def test_the_spawn_page_says_on_which_node_and_when_a_node_fetches_the_image(
+    swarm_lab: SwarmLab, users: dict[str, LabUser]
+) -> None:
+    """No node had the notebook image: each worker's first server waited on a pull, and said so."""
+    for name in users:
+        events = swarm_lab.progress[name]
+        messages = [str(event.get("message", "")) for event in events]
+        assert events[-1].get("ready"), (name, messages)
+        assert f"Scheduled on node {swarm_lab.node_of(name)}" in messages, (name, messages)
+    fetched = {
+        message.split()[1]
+        for events in swarm_lab.progress.values()
+        for message in (str(event.get("message", "")) for event in events)
+        if message.startswith("Node ") and "is fetching the image" in message
+    }
+    workers = {node.hostname for node in swarm_lab.bed.nodes[1:]}
+    assert workers & {swarm_lab.node_of(name) for name in users} <= fetched, fetched
 
 
 #: Runs in the hub's Python, through the hub's own Docker access (DOCKER_HOST: the filter's socket),
