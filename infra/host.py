@@ -1,4 +1,5 @@
-"""Host setup over SSH: the lab user and group, and the lab's folders.
+"""Host setup over SSH: the lab user and group, the lab's folders, the engine's live-restore and the
+network isolation of users' servers.
 
 Each step is a pulumi-command ``remote.Command`` whose create script is idempotent and
 whose delete script undoes it on ``pulumi destroy`` (keeping user data unless the stack
@@ -14,6 +15,7 @@ import pulumi
 from pulumi_command import remote
 
 from infra.aliases import FormerParent, former
+from infra.isolation import isolation_scripts
 from infra.naming import Naming
 from infra.rendering import render
 from infra.settings import Settings
@@ -169,6 +171,22 @@ class Host(pulumi.ComponentResource):
         create, delete = live_restore_scripts(naming)
         return remote.Command(
             f"{self.pulumi_resource_name}-live-restore",
+            connection=self.connection,
+            create=privileged(settings, create),
+            delete=privileged(settings, delete),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
+        )
+
+    def network_isolation(self, naming: Naming) -> remote.Command | None:
+        """Firewalls users' servers (security.networkIsolation, infra/isolation.py): the stack's iptables
+        chains, applied before the lab's containers run and removed (on destroy) once they are gone.
+        A changed setting runs the create script again, which replaces the chains' rules in place."""
+        settings = self._settings
+        if not settings.network_isolation:
+            return None
+        create, delete = isolation_scripts(settings, naming)
+        return remote.Command(
+            f"{self.pulumi_resource_name}-network-isolation",
             connection=self.connection,
             create=privileged(settings, create),
             delete=privileged(settings, delete),
