@@ -5,7 +5,8 @@ other users' servers on the same Docker host. The defaults take from a user's co
 notebook server never needs: every Linux capability, gaining privileges through setuid binaries
 (``su``, ``mount``, ``passwd`` … are in the images), an unbounded number of processes (one fork
 bomb would exhaust the host's process table) and core dumps (written into the persistent home).
-A lab that needs one of them back says so here.
+A lab that needs one of them back says so here. The network isolation of users' servers
+(``networkIsolation``, infra/isolation.py) and the engine's live-restore are turned on here too.
 """
 
 from __future__ import annotations
