@@ -33,9 +33,12 @@ def secret_env(environment: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Outp
     return [pulumi.Output.secret(pulumi.Output.concat(name, "=", value)) for name, value in environment.items()]
 
 
-def lab_networks(networks: Networks) -> list[docker.ContainerNetworksAdvancedArgs]:
-    """Both of the lab's networks: the hub's and its proxy's, and the one users' servers are on."""
+def lab_networks(networks: Networks, role: str) -> list[docker.ContainerNetworksAdvancedArgs]:
+    """Both of the lab's networks: the hub's and its proxy's, and the one users' servers are on, where
+    the container playing ``role`` has its fixed address when the network isolation names it."""
     return [
         docker.ContainerNetworksAdvancedArgs(name=networks.hub_network.name),
-        docker.ContainerNetworksAdvancedArgs(name=networks.users_network.name),
+        docker.ContainerNetworksAdvancedArgs(
+            name=networks.users_network.name, ipv4_address=networks.users_addresses.get(role)
+        ),
     ]

@@ -1,4 +1,5 @@
-"""Host setup over SSH: the lab user and group, and the lab's folders.
+"""Host setup over SSH: the lab user and group, the lab's folders, the engine's live-restore and the
+network isolation of users' servers.
 
 Each step is a pulumi-command ``remote.Command`` whose create script is idempotent and
 whose delete script undoes it on ``pulumi destroy`` (keeping user data unless the stack
@@ -18,6 +19,7 @@ from pulumi_command import remote
 from pydantic import SecretStr
 
 from infra.aliases import FormerParent, former
+from infra.isolation import isolation_scripts
 from infra.naming import Naming
 from infra.rendering import render
 from infra.settings import Settings, SwarmWorkerSettings
@@ -260,6 +262,22 @@ class Host(pulumi.ComponentResource):
             connection=self.connection,
             create=self.privileged(create),
             delete=self.privileged(delete),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
+        )
+
+    def network_isolation(self, naming: Naming) -> remote.Command | None:
+        """Firewalls users' servers (security.networkIsolation, infra/isolation.py): the stack's iptables
+        chains, applied before the lab's containers run and removed (on destroy) once they are gone.
+        A changed setting runs the create script again, which replaces the chains' rules in place."""
+        settings = self._settings
+        if not settings.network_isolation:
+            return None
+        create, delete = isolation_scripts(settings, naming)
+        return remote.Command(
+            f"{self.pulumi_resource_name}-network-isolation",
+            connection=self.connection,
+            create=privileged(settings, create),
+            delete=privileged(settings, delete),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
 

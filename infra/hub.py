@@ -131,7 +131,7 @@ class Hub(pulumi.ComponentResource):
             ],
             uploads=hub_uploads(settings, self.config_text),
             mounts=hub_mounts(settings, naming),
-            networks_advanced=lab_networks(networks),
+            networks_advanced=lab_networks(networks, "hub"),
             restart="unless-stopped",
             healthcheck=healthcheck(f"http://127.0.0.1:{HUB_API_PORT}/hub/health"),
             labels=labels(naming, "hub"),

@@ -41,7 +41,9 @@ class Lab(pulumi.ComponentResource):
         self.host = Host(f"{name}-host", settings, opts=child)
         # Before any of the lab's containers run, and turned off (if at all) after they are gone.
         self.live_restore = self.host.engine_live_restore(naming)
-        engine_ready = [self.live_restore] if self.live_restore else []
+        # Users' servers are firewalled before the lab's containers run, and until they are gone.
+        self.network_isolation = self.host.network_isolation(naming)
+        engine_ready = [step for step in (self.live_restore, self.network_isolation) if step]
         self.tls = Tls(f"{name}-tls", settings, self.host, opts=child)
         # Under Swarm: the swarm first (the users' network is one of its overlays).
         self.swarm = (

@@ -6,6 +6,7 @@ derived from the project, the stack and the thing's role, and from nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -22,6 +23,12 @@ class Naming:
     @property
     def prefix(self) -> str:
         return _clean(f"{self.project}-{self.stack}")
+
+    @property
+    def digest(self) -> str:
+        """Eight hex digits standing for the stack, in names the host keeps short (network interfaces:
+        15 characters, iptables chains: 28) where the prefix itself does not fit."""
+        return hashlib.sha256(self.prefix.encode()).hexdigest()[:8]
 
     def physical(self, role: str) -> str:
         """Name of a container, network or volume playing ``role`` in this stack."""

@@ -101,7 +101,7 @@ class Proxy(pulumi.ComponentResource):
             envs=secret_env(proxy_environment(proxy_token)),
             mounts=proxy_mounts(settings),
             ports=proxy_ports(settings),
-            networks_advanced=lab_networks(networks),
+            networks_advanced=lab_networks(networks, "proxy"),
             restart="unless-stopped",
             healthcheck=healthcheck(f"https://127.0.0.1:{PROXY_PUBLIC_PORT}/hub/health", insecure_tls=True),
             labels=labels(naming, "proxy"),

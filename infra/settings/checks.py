@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from infra import flavours
 from infra.settings.auth import AuthType
 from infra.settings.base import Problem, explicit, memory_bytes, nesting, split_host_port
-from infra.settings.host import DATA_MOUNT, GROUPS_MOUNT, routable_ip
+from infra.settings.host import DATA_MOUNT, GROUPS_MOUNT, OPEN_EGRESS, routable_ip
 from infra.settings.tls import TlsMode
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def contradictions(settings: Settings) -> list[Problem]:
         *_docker_socket(settings),
         *_spark_reachable(settings),
         *_outside_lab_networks(settings),
+        *_network_isolation(settings),
         *_profiles(settings),
         *_folders(settings),
     ]
@@ -115,6 +116,15 @@ def _swarm(settings: Settings) -> list[Problem]:
     if settings.security.live_restore:
         problems.append(
             Problem("security.liveRestore", True, "not with swarm.enabled: Docker does not support live-restore there")
+        )
+    if settings.security.network_isolation:
+        problems.append(
+            Problem(
+                "security.networkIsolation",
+                True,
+                "not with swarm.enabled: users' servers talk over an overlay network, whose traffic the Docker "
+                "host's iptables rules do not see (README: Network isolation); set it to false",
+            )
         )
     return problems + _swarm_nodes(settings) + _swarm_images(settings)
 
@@ -283,6 +293,31 @@ def _outside_lab_networks(settings: Settings) -> list[Problem]:
             if ip in subnet
         ]
     return problems
+
+
+def _network_isolation(settings: Settings) -> list[Problem]:
+    """The isolation rules are IPv4 iptables rules; only they restrict where users' servers connect."""
+    network = settings.network
+    if settings.network_isolation:
+        if ipaddress.ip_network(network.users_subnet).version != 4:
+            return [
+                Problem(
+                    "network.usersSubnet",
+                    network.users_subnet,
+                    "must be an IPv4 network with security.networkIsolation: its rules are IPv4 iptables rules",
+                )
+            ]
+        return []
+    if not network.open_egress:
+        return [
+            Problem(
+                "network.egress",
+                network.egress,
+                f"only with security.networkIsolation (off here): without its rules users' servers reach "
+                f"anywhere; keep [{OPEN_EGRESS}] or turn the isolation on",
+            )
+        ]
+    return []
 
 
 def _profiles(settings: Settings) -> list[Problem]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -210,14 +210,59 @@ class FolderSettings(Section):
         return groups
 
 
+#: The users' network when the stack sets none: private, and outside the pools the engine hands
+#: out by itself (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16), so no network it makes takes it.
+DEFAULT_USERS_SUBNET = "172.16.16.0/22"
+#: ``network.egress`` when users' servers may open connections anywhere outside the lab.
+OPEN_EGRESS = "0.0.0.0/0"
+
+
+class UsersNetworkLayout(NamedTuple):
+    """Addresses on the users' network: the lower half of its subnet holds the gateway and the
+    fixed addresses of the hub and the proxy (the isolation rules name them), the upper half is
+    the range the engine hands users' servers, so no server ever takes a fixed address."""
+
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    hub: ipaddress.IPv4Address
+    proxy: ipaddress.IPv4Address
+    dynamic: ipaddress.IPv4Network
+
+
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"must be a CIDR network such as 172.30.0.0/24 ({error})") from None
+
+
+def _egress_cidr(value: str) -> str:
+    network = _cidr(value)
+    if network.version != 4:
+        raise ValueError("must be an IPv4 CIDR such as 10.20.0.0/16: the users' network is IPv4")
+    return value
+
+
+EgressCidr = Annotated[str, AfterValidator(_egress_cidr)]
+
+
 class NetworkSettings(Section):
     """Docker networks: one for hub and proxy, one for users' servers."""
 
     hub_subnet: str | None = Field(
         default=None, description="CIDR of the hub/proxy network; Docker picks one when unset."
     )
-    users_subnet: str | None = Field(
-        default=None, description="CIDR of the users' network; Docker picks one when unset."
+    users_subnet: str = Field(
+        default=DEFAULT_USERS_SUBNET,
+        description="CIDR of the users' network (/28 or larger). With security.networkIsolation its lower half "
+        "holds the gateway (first address), the hub (second) and the proxy (third), its upper half users' "
+        "servers. Each stack on one Docker host needs its own.",
+    )
+    egress: list[EgressCidr] = Field(
+        default=[OPEN_EGRESS],
+        description="Where users' servers may open connections outside the lab (IPv4 CIDRs; include DNS "
+        "servers): 0.0.0.0/0 is anywhere, [] nowhere. The lab's own networks and the Docker host are never "
+        "reachable (the hub API is). Needs security.networkIsolation.",
     )
 
     @field_validator("hub_subnet", "users_subnet")
@@ -225,29 +270,68 @@ class NetworkSettings(Section):
     def _private_cidr(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            network = ipaddress.ip_network(value, strict=True)
-        except ValueError as error:
-            raise ValueError(f"must be a CIDR network such as 172.30.0.0/24 ({error})") from None
+        network = _cidr(value)
         if not network.is_private:
             raise ValueError("must be a private range (10/8, 172.16/12, 192.168/16 or IPv6 ULA)")
         if network.version == 4 and network.prefixlen > 28:
-            raise ValueError("must have a prefix of /28 or shorter: leave room for the gateway and containers")
+            raise ValueError(
+                "must have a prefix of /28 or shorter: its lower half holds the gateway, the hub and the proxy, "
+                "its upper half users' servers"
+            )
         return value
 
+    @field_validator("egress")
+    @classmethod
+    def _egress_once(cls, egress: list[str]) -> list[str]:
+        twice = sorted({cidr for cidr in egress if egress.count(cidr) > 1})
+        if twice:
+            raise ValueError(f"lists {twice} more than once")
+        return egress
+
+    @property
+    def open_egress(self) -> bool:
+        """Whether users' servers may open connections anywhere outside the lab."""
+        return OPEN_EGRESS in self.egress
+
     def subnets(self) -> dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """The subnets the stack set, by key (``network.usersSubnet``)."""
+        """The lab's subnets that are known before the engine makes them, by key (``network.usersSubnet``)."""
         named = {"network.hubSubnet": self.hub_subnet, "network.usersSubnet": self.users_subnet}
         return {key: ipaddress.ip_network(value) for key, value in named.items() if value}
 
+    def users_layout(self) -> UsersNetworkLayout:
+        """Where the gateway, the hub, the proxy and users' servers sit on the users' network (IPv4)."""
+        subnet = ipaddress.ip_network(self.users_subnet)
+        if not isinstance(subnet, ipaddress.IPv4Network):
+            raise ValueError(f"network.usersSubnet {self.users_subnet} is not IPv4: no fixed addresses are laid out")
+        _, upper = subnet.subnets(prefixlen_diff=1)
+        return UsersNetworkLayout(subnet, subnet[1], subnet[2], subnet[3], upper)
+
     @model_validator(mode="after")
     def _no_overlap(self) -> NetworkSettings:
-        if (
-            self.hub_subnet
-            and self.users_subnet
-            and ipaddress.ip_network(self.hub_subnet).overlaps(ipaddress.ip_network(self.users_subnet))
-        ):
-            refuse([Problem("usersSubnet", self.users_subnet, f"must not overlap network.hubSubnet {self.hub_subnet}")])
+        subnets = self.subnets()
+        problems = []
+        hub, users = subnets.get("network.hubSubnet"), subnets["network.usersSubnet"]
+        if hub is not None and hub.overlaps(users):
+            # Reported at the key the stack set (usersSubnet has a default).
+            if "users_subnet" in self.model_fields_set:
+                problems.append(Problem("usersSubnet", self.users_subnet, f"must not overlap network.hubSubnet {hub}"))
+            else:
+                problems.append(
+                    Problem("hubSubnet", self.hub_subnet, f"must not overlap network.usersSubnet {users} (its default)")
+                )
+        for index, cidr in enumerate(self.egress):
+            network = ipaddress.ip_network(cidr)
+            problems += [
+                Problem(
+                    f"egress[{index}]",
+                    cidr,
+                    f"lies inside {key} {subnet}: the lab's own networks are never reachable from users' servers "
+                    "(the hub API is); list networks outside the lab",
+                )
+                for key, subnet in subnets.items()
+                if network.version == subnet.version and network.subnet_of(subnet)  # type: ignore[arg-type]
+            ]
+        refuse(problems)
         return self
 
 

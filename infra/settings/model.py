@@ -96,6 +96,11 @@ class Settings(Section):
         return f"https://{host}{port}/"
 
     @property
+    def network_isolation(self) -> bool:
+        """Whether users' servers are firewalled (``security.networkIsolation``, its default resolved)."""
+        return self.security.network_isolation_wanted(self.swarm.enabled)
+
+    @property
     def admin_users(self) -> list[str]:
         return list(self.hub.admin_users)
 

@@ -5,7 +5,8 @@ other users' servers on the same Docker host. The defaults take from a user's co
 notebook server never needs: every Linux capability, gaining privileges through setuid binaries
 (``su``, ``mount``, ``passwd`` … are in the images), an unbounded number of processes (one fork
 bomb would exhaust the host's process table) and core dumps (written into the persistent home).
-A lab that needs one of them back says so here.
+A lab that needs one of them back says so here. The network isolation of users' servers
+(``networkIsolation``, infra/isolation.py) and the engine's live-restore are turned on here too.
 """
 
 from __future__ import annotations
@@ -149,6 +150,18 @@ class SecuritySettings(Section):
         "engine restart; unset: on for one Docker host, off under Swarm (Docker does not support it there).",
     )
 
+    network_isolation: bool | None = Field(
+        default=None,
+        description="Firewall users' servers (iptables rules in DOCKER-USER and INPUT, applied by the host setup): "
+        "among the lab's parts they reach the hub API only, not each other, the proxy or the Docker host; "
+        "outside the lab, network.egress. Unset: on for one Docker host, off under Swarm (the rules do not see "
+        "overlay traffic; README: Network isolation).",
+    )
+
     def live_restore_wanted(self, swarm: bool) -> bool:
         """Whether the host setup turns live-restore on (unset: on unless the engine runs Swarm)."""
         return (not swarm) if self.live_restore is None else self.live_restore
+
+    def network_isolation_wanted(self, swarm: bool) -> bool:
+        """Whether users' servers are firewalled (unset: on unless users' servers are Swarm services)."""
+        return (not swarm) if self.network_isolation is None else self.network_isolation

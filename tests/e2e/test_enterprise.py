@@ -237,6 +237,8 @@ def ad_lab() -> Iterator[EnterpriseLab]:
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
         del config["profiles"]  # the e2e lab's name the other images: here each allowed image is one
         config["spark"] = config["spark"] | {"driverPorts": "12200-12210", "blockManagerPorts": "11300-11310"}
+        # Its users' network apart from the other e2e labs' (the default, 172.16.16.0/22, is the e2e lab's).
+        config["network"] = {"usersSubnet": "172.16.20.0/22"}
         # auth holds ldap.searchPassword: the stack keeps that top-level key as a secret.
         deployment = bring_up(config, stack=STACK, secret_keys=secret_keys)
         lab = Lab(deployment, config, deployment.outputs[outputs.HUB_URL], str(root / "lab-ca.pem"), root, client)

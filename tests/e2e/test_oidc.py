@@ -111,6 +111,8 @@ def oidc_lab() -> Iterator[OidcLab]:
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
         config.pop("profiles", None)  # the e2e lab's name the other images: here the base image is the one
         config["spark"] = config["spark"] | {"driverPorts": "12400-12403", "blockManagerPorts": "11500-11503"}
+        # Its users' network apart from the other e2e labs' (the default, 172.16.16.0/22, is the e2e lab's).
+        config["network"] = {"usersSubnet": "172.16.24.0/22"}
         # The provider must know the lab's callback before the lab knows the provider's CA.
         callback = parse_settings({"hub": config["hub"]}).hub_url + "hub/oauth_callback"
         network = _peer_network(client)

@@ -501,15 +501,21 @@ def _network(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tuple
         "docker:index/network:Network",
         name,
         inputs,
-        {"name", "driver", "attachable", "ipamConfigs", "labels", "internal"},
+        {"name", "driver", "attachable", "ipamConfigs", "labels", "internal", "options"},
     )
     ipam = None
     if inputs.get("ipamConfigs"):
-        pools = [docker.types.IPAMPool(subnet=config["subnet"]) for config in inputs["ipamConfigs"]]
+        for config in inputs["ipamConfigs"]:
+            _check_inputs("network ipamConfig", name, config, {"subnet", "gateway", "ipRange"})
+        pools = [
+            docker.types.IPAMPool(subnet=config["subnet"], gateway=config.get("gateway"), iprange=config.get("ipRange"))
+            for config in inputs["ipamConfigs"]
+        ]
         ipam = docker.types.IPAMConfig(pool_configs=pools)
     network = double.client.networks.create(
         inputs["name"],
         driver=inputs.get("driver", "bridge"),
+        options=inputs.get("options"),
         attachable=inputs.get("attachable"),
         internal=bool(inputs.get("internal", False)),
         ipam=ipam,
@@ -612,7 +618,7 @@ def _container(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tup
         }
     networks = [network["name"] for network in inputs.get("networksAdvanced") or []]
     for network in inputs.get("networksAdvanced") or []:
-        _check_inputs("container network", name, network, {"name", "aliases"})
+        _check_inputs("container network", name, network, {"name", "aliases", "ipv4Address"})
     restart = inputs.get("restart", "no")
     environment = dict(entry.split("=", 1) for entry in inputs.get("envs") or [])
     container = client.containers.create(
@@ -633,11 +639,11 @@ def _container(double: ProviderDouble, name: str, inputs: dict[str, Any]) -> tup
         network_mode=inputs.get("networkMode"),
     )
     for network in inputs.get("networksAdvanced") or []:
-        aliases = network.get("aliases")
-        if network["name"] != networks[0] or aliases:
+        aliases, address = network.get("aliases"), network.get("ipv4Address")
+        if network["name"] != networks[0] or aliases or address:
             if network["name"] == networks[0]:
                 client.networks.get(network["name"]).disconnect(container)
-            client.networks.get(network["name"]).connect(container, aliases=aliases)
+            client.networks.get(network["name"]).connect(container, aliases=aliases, ipv4_address=address)
     for upload in inputs.get("uploads") or []:
         _check_inputs("container upload", name, upload, {"file", "content", "permissions"})
         container.put_archive(

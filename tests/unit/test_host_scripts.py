@@ -20,6 +20,7 @@ import pytest
 
 from infra import rendering
 from infra.host import file_script, folder_scripts, lab_user_scripts, live_restore_scripts, privileged
+from infra.isolation import isolation_scripts, rules_script
 from infra.naming import Naming
 from infra.settings import Settings, parse_settings
 
@@ -48,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "paths": {"groupsDir": "/srv/juvini/groups", "dataDir": "/srv/data.sets"},
         "folders": {"groups": ["modellers", "a.b_c-d"]},
     },
+    "listed-egress": {"network": {"usersSubnet": "10.9.0.0/24", "egress": ["10.20.0.0/16", "192.0.2.10/32"]}},
 }
 
 
@@ -69,6 +71,8 @@ def scripts(settings: Settings) -> dict[str, str]:
         **dict(
             zip(("live-restore", "live-restore-delete"), live_restore_scripts(Naming("juvini", "dev")), strict=True)
         ),
+        **dict(zip(("network-isolation", "network-isolation-delete"), isolation_scripts(settings, DEV), strict=True)),
+        "network-isolation-rules": rules_script(settings, DEV),
     }
 
 

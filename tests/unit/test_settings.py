@@ -143,7 +143,8 @@ def test_empty_stack_gives_the_documented_defaults() -> None:
     assert settings.tls.dns_names == ["localhost"]
     assert settings.tls.ip_addresses == ["127.0.0.1"]
     assert (settings.tls.validity_days, settings.tls.ca_validity_days) == (365, 3650)
-    assert settings.network.hub_subnet is None and settings.network.users_subnet is None
+    assert settings.network.hub_subnet is None and settings.network.users_subnet == "172.16.16.0/22"
+    assert settings.network.egress == ["0.0.0.0/0"] and settings.network_isolation is True
     assert settings.images.base_image == "debian:bookworm-slim"
     assert settings.images.tag == "0.1.0"
     assert settings.images.registry is None and settings.images.push is False
