@@ -14,9 +14,9 @@ Run under the Docker lock.
 
 Measured on the test VM (2 vCPU, Docker 20.10 outside and in the nodes), ``pytest -s`` prints them:
 
-- the module: 230-245 s, of which bed and ``up`` ~115-130 s (the four images built on a fresh
+- the module: 230-255 s, of which bed and ``up`` ~110-130 s (the four images built on a fresh
   manager and pushed), destroy ~25-35 s and the bed's removal ~17-20 s;
-- six starts at once: ~30 s each on a worker (the node pulls the notebook image first), ~2-3 s
+- six starts at once: 30-36 s each on a worker (the node pulls the notebook image first), ~2-3 s
   on the manager (the image is there); a start again after the pull takes 1-2 s;
 - a killed worker: the hub sees its servers stopped after ~24 s (the node is down after 10-13 s,
   then the hub's next poll), and their users start again on the other nodes in 1-2 s.
