@@ -31,11 +31,16 @@ host_apt_uris() {
             /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
     } | tr ' ' '\n' | grep -E '^https?://' || true
 }
+# The first matching URI; awk reads to the end (head would close the pipe early: SIGPIPE, and
+# with pipefail an exit of 141 now and then) and finds none without failing.
+first_uri() {
+    awk -v pattern="$1" '$0 ~ pattern && !found { print; found = 1 }'
+}
 if [ -z "${DEBIAN_MIRROR:-}" ]; then
-    DEBIAN_MIRROR="$(host_apt_uris | grep -E '/debian/?$' | head -n 1)"
+    DEBIAN_MIRROR="$(host_apt_uris | first_uri '/debian/?$')"
 fi
 if [ -z "${DEBIAN_SECURITY_MIRROR:-}" ]; then
-    DEBIAN_SECURITY_MIRROR="$(host_apt_uris | grep -E '/debian-security/?$' | head -n 1)"
+    DEBIAN_SECURITY_MIRROR="$(host_apt_uris | first_uri '/debian-security/?$')"
 fi
 
 log() {
