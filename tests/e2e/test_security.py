@@ -5,7 +5,6 @@ login abuse locked out, users' servers and their kernels living through an engin
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import requests
 from infra import outputs
 from infra.host import DAEMON_JSON
 from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
+from tests.support.engine import engine_restart_unsafe, restart_engine
 from tests.support.lab_client import DeadlineExceeded, KernelDied, LabUser, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -174,24 +174,6 @@ def _output(run: Callable[[str, float], str], code: str) -> str | None:
         return None
 
 
-ENSURE_ENGINE = Path(__file__).resolve().parents[2] / "images" / "tools" / "ensure-docker-engine.sh"
-
-
-def _restart_engine() -> None:
-    """Stop this machine's dockerd (SIGTERM, as an upgrade would) and start it again.
-
-    containerd must run on its own (as Debian's containerd.service does, and as
-    ensure-docker-engine.sh starts it): a dockerd that started its own containerd stops it too."""
-    pid = Path("/var/run/docker.pid").read_text().strip()
-    children = subprocess.run(["pgrep", "-P", pid, "-x", "containerd"], capture_output=True, text=True, check=False)
-    if children.stdout.strip():
-        pytest.skip("this machine's dockerd runs its own containerd: restarting dockerd stops every container")
-    subprocess.run(["kill", "-TERM", pid], check=True)
-    wait_for("dockerd to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=120, interval=0.5)
-    started = subprocess.run([str(ENSURE_ENGINE)], capture_output=True, text=True, timeout=300, check=False)
-    assert started.returncode == 0, started.stdout + started.stderr
-
-
 def test_users_servers_and_kernels_live_through_an_engine_restart(lab: Lab, two_users: tuple) -> None:
     """Live-restore (security.liveRestore, on by default for one host): kernels, servers, hub and proxy live on."""
     mallory, trent = two_users
@@ -201,7 +183,10 @@ def test_users_servers_and_kernels_live_through_an_engine_restart(lab: Lab, two_
     server = container(lab, mallory.name)
     with mallory.kernel() as run:
         run("kept_in_memory = 6 * 7")
-        _restart_engine()
+        unsafe = engine_restart_unsafe()
+        if unsafe:
+            pytest.skip(unsafe)
+        restart_engine()
         lab.docker = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=300)
         assert container(lab, mallory.name).attrs["State"]["Pid"] == server.attrs["State"]["Pid"]
         # The same kernel, with what it held in memory.
