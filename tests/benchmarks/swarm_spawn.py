@@ -72,7 +72,7 @@ from tests.benchmarks.lab_spawn import (  # noqa: E402
 )
 from tests.e2e import test_swarm  # noqa: E402
 from tests.e2e.conftest import SSH_KEY, _free_port, remove_stack_objects  # noqa: E402
-from tests.support.lab_client import LabUser, wait_for  # noqa: E402
+from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import percentile  # noqa: E402
 
@@ -82,6 +82,8 @@ TAG = "swarmbench"
 BED_PREFIX = "juvini-bed-swarmbench"
 SINGLE_HOST = "single-host"
 SWARM = "swarm"
+#: Seconds the single-host lab's leftovers (containers, networks) may take to go at the end.
+CLEANUP_SECONDS = 60
 #: Where the single-host lab's servers run, in the placement figures.
 THIS_MACHINE = "this machine"
 
@@ -278,7 +280,15 @@ def single_host_lab() -> Iterator[LabUnderTest]:
             if errors:
                 print("destroy of the single-host lab reported:", *errors, sep="\n  ")
     finally:
-        remove_stack_objects(client, SINGLE_HOST_STACK)
+        # The engine may still count a just-removed container's endpoint on the lab's networks.
+        def removed() -> bool:
+            remove_stack_objects(client, SINGLE_HOST_STACK)  # raises while an endpoint lingers
+            return True
+
+        try:
+            wait_for("the single-host lab's containers and networks removed", removed, CLEANUP_SECONDS)
+        except DeadlineExceeded as error:
+            print(error)
         for image in reversed(tagged):  # each before the image it is built FROM
             try:
                 client.images.remove(image)
