@@ -274,7 +274,7 @@ def spawn_one(target: Target, name: str, body: dict[str, Any], go: threading.Eve
     return spawn
 
 
-def _all_at_once(work: Callable[[str, threading.Event], Any], names: list[str]) -> list[Any]:
+def all_at_once(work: Callable[[str, threading.Event], Any], names: list[str]) -> list[Any]:
     """Run ``work(name, go)`` for every name on its own thread, all released together; results in order."""
     results: list[Any] = [None] * len(names)
     go = threading.Event()
@@ -333,7 +333,7 @@ def run_round(
     containers = {name: f"{target.user_prefix}-{name}" for name in names}
     hub_ids = _ids(client, target.hub_containers)
     before = CpuSample.take(time.time(), hub_ids)
-    spawns: list[Spawn] = _all_at_once(lambda name, go: spawn_one(target, name, body, go), names)
+    spawns: list[Spawn] = all_at_once(lambda name, go: spawn_one(target, name, body, go), names)
     after = CpuSample.take(time.time(), hub_ids)
     result = Round(target.name, flavour, len(names), index, spawns)
     running = {name: _ids(client, {"server": containers[name]}).get("server") for name in names}
@@ -345,7 +345,7 @@ def run_round(
         result.server_cpu = [value for value in used if value is not None]
     if measure_idle:
         time.sleep(idle_seconds)
-        memory = _all_at_once(lambda cid, go: _memory(client, cid), list(running_ids.values()))
+        memory = all_at_once(lambda cid, go: _memory(client, cid), list(running_ids.values()))
         result.server_memory = [value for value in memory if value is not None]
         hub_memory = {role: _memory(client, cid) for role, cid in hub_ids.items()}
         result.hub_memory = {role: value for role, value in hub_memory.items() if value is not None}
@@ -381,7 +381,7 @@ def stop(client: docker.DockerClient, target: Target, names: list[str], running:
     before = CpuSample.take(time.time(), hub_ids)
     delete_at = time.time()
     started = time.perf_counter()
-    threads = threading.Thread(target=_all_at_once, args=(delete, names))
+    threads = threading.Thread(target=all_at_once, args=(delete, names))
     threads.start()
     while ids:
         listed = {item["Id"] for item in client.api.containers(all=True, filters={"id": sorted(ids)})}
@@ -584,15 +584,15 @@ def _latencies(rounds: list[Round]) -> list[float]:
     return [value for item in rounds for value in item.latencies]
 
 
-def _ratio(lab: float | None, reference: float | None) -> float | None:
+def ratio_of(lab: float | None, reference: float | None) -> float | None:
     return lab / reference if lab is not None and reference else None
 
 
-def _fmt(value: float | None, width: int = 7, digits: int = 2, suffix: str = "") -> str:
+def cell(value: float | None, width: int = 7, digits: int = 2, suffix: str = "") -> str:
     return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}{suffix}"
 
 
-def _median(values: list[float]) -> float | None:
+def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
@@ -622,8 +622,8 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
             ref95 = percentile(ref_values, 0.95) if ref_values else None
             failed = f"{sum(len(item.failures) for item in lab)}/{sum(len(item.failures) for item in ref)}"
             print(
-                f"  {flavour:<12}{count:>6}{len(lab):>7}  {_fmt(lab50, 10)}{_fmt(lab95)}  {_fmt(ref50, 8)}"
-                f"{_fmt(ref95)}  {_fmt(_ratio(lab50, ref50), 8, 2, 'x')}{_fmt(_ratio(lab95, ref95), 6, 2, 'x')}"
+                f"  {flavour:<12}{count:>6}{len(lab):>7}  {cell(lab50, 10)}{cell(lab95)}  {cell(ref50, 8)}"
+                f"{cell(ref95)}  {cell(ratio_of(lab50, ref50), 8, 2, 'x')}{cell(ratio_of(lab95, ref95), 6, 2, 'x')}"
                 f"  {failed:>10}"
             )
             if count == 1:
@@ -646,8 +646,8 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
                 for item in (one, other)
             ]
             print(
-                f"  {flavour:<12}{one.index + 1:>6}  {values[0][0]:>13}{_fmt(values[0][1])}{_fmt(values[0][2])}"
-                f"  {values[1][0]:>10}{_fmt(values[1][1])}{_fmt(values[1][2])}"
+                f"  {flavour:<12}{one.index + 1:>6}  {values[0][0]:>13}{cell(values[0][1])}{cell(values[0][2])}"
+                f"  {values[1][0]:>10}{cell(values[1][1])}{cell(values[1][2])}"
             )
 
     print(
@@ -656,12 +656,12 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
     for flavour in flavours:
         lab_stops = [item.stop_seconds for item in _pooled(rounds, "juvini", flavour, most) if item.stop_seconds]
         ref_stops = [item.stop_seconds for item in _pooled(rounds, "reference", flavour, most) if item.stop_seconds]
-        lab_median, ref_median = _median(lab_stops), _median(ref_stops)
+        lab_median, ref_median = median_or_none(lab_stops), median_or_none(ref_stops)
         figures[flavour].lab["stop"], figures[flavour].reference["stop"] = lab_median, ref_median
         print(
-            f"  {flavour:<12} juvini {_fmt(lab_median)} (max {_fmt(max(lab_stops) if lab_stops else None, 5)})"
-            f"   reference {_fmt(ref_median)} (max {_fmt(max(ref_stops) if ref_stops else None, 5)})"
-            f"   ratio {_fmt(_ratio(lab_median, ref_median), 5, 2, 'x')}"
+            f"  {flavour:<12} juvini {cell(lab_median)} (max {cell(max(lab_stops) if lab_stops else None, 5)})"
+            f"   reference {cell(ref_median)} (max {cell(max(ref_stops) if ref_stops else None, 5)})"
+            f"   ratio {cell(ratio_of(lab_median, ref_median), 5, 2, 'x')}"
         )
 
     print(
@@ -671,10 +671,10 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
         row = {}
         for target in ("juvini", "reference"):
             pooled = _pooled(rounds, target, flavour, most)
-            server = _median([statistics.median(item.server_memory) for item in pooled if item.server_memory])
-            hub = _median([sum(item.hub_memory.values()) for item in pooled if item.hub_memory])
+            server = median_or_none([statistics.median(item.server_memory) for item in pooled if item.server_memory])
+            hub = median_or_none([sum(item.hub_memory.values()) for item in pooled if item.hub_memory])
             parts = {
-                role: _median([item.hub_memory[role] for item in pooled if role in item.hub_memory])
+                role: median_or_none([item.hub_memory[role] for item in pooled if role in item.hub_memory])
                 for role in sorted({role for item in pooled for role in item.hub_memory})
             }
             row[target] = (server, hub, parts)
@@ -685,17 +685,17 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
         def mib(value: float | None) -> float | None:
             return None if value is None else value / MIB
 
-        lab_detail = " + ".join(f"{role} {_fmt(mib(value), 1, 0)}" for role, value in lab_parts.items())
-        ref_detail = " + ".join(f"{role} {_fmt(mib(value), 1, 0)}" for role, value in ref_parts.items())
+        lab_detail = " + ".join(f"{role} {cell(mib(value), 1, 0)}" for role, value in lab_parts.items())
+        ref_detail = " + ".join(f"{role} {cell(mib(value), 1, 0)}" for role, value in ref_parts.items())
         print(
-            f"  {flavour:<12} user server: juvini {_fmt(mib(lab_server), 6, 1)}"
-            f"  reference {_fmt(mib(ref_server), 6, 1)}"
-            f"  ratio {_fmt(_ratio(lab_server, ref_server), 5, 2, 'x')}"
+            f"  {flavour:<12} user server: juvini {cell(mib(lab_server), 6, 1)}"
+            f"  reference {cell(mib(ref_server), 6, 1)}"
+            f"  ratio {cell(ratio_of(lab_server, ref_server), 5, 2, 'x')}"
         )
         print(
-            f"  {'':<12} hub + proxy: juvini {_fmt(mib(lab_hub), 6, 1)} ({lab_detail})  reference"
-            f" {_fmt(mib(ref_hub), 6, 1)} ({ref_detail}, its proxy inside)"
-            f"  ratio {_fmt(_ratio(lab_hub, ref_hub), 5, 2, 'x')}"
+            f"  {'':<12} hub + proxy: juvini {cell(mib(lab_hub), 6, 1)} ({lab_detail})  reference"
+            f" {cell(mib(ref_hub), 6, 1)} ({ref_detail}, its proxy inside)"
+            f"  ratio {cell(ratio_of(lab_hub, ref_hub), 5, 2, 'x')}"
         )
 
     print("\n== where a spawn's time goes (s, medians over the spawns of the rounds; total: the p50 latency)")
@@ -707,8 +707,8 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
             for target in ("juvini", "reference"):
                 pooled = _pooled(rounds, target, flavour, count)
                 medians = median_phases(row for item in pooled for row in item.phases)
-                cells = "".join(_fmt(medians[name], 8) for name, _ in PHASES)
-                print(f"  {flavour:<12}{count:>6} {target:<10}{cells}{_fmt(_median(_latencies(pooled)), 8)}")
+                cells = "".join(cell(medians[name], 8) for name, _ in PHASES)
+                print(f"  {flavour:<12}{count:>6} {target:<10}{cells}{cell(median_or_none(_latencies(pooled)), 8)}")
 
     print(f"\n== CPU during the rounds at {most} users (first request -> last ready; 2 cores = 200 %), medians")
     print(
@@ -722,15 +722,16 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
             uses = [item.cpu for item in pooled if item.cpu is not None]
             if not uses:
                 continue
-            busy = _median([use.busy_fraction * 100 * cores for use in uses])
+            busy = median_or_none([use.busy_fraction * 100 * cores for use in uses])
+            per_server = median_or_none([statistics.median(item.server_cpu) for item in pooled if item.server_cpu])
             print(
-                f"  {flavour:<12}{target:<10}{_fmt(_median([use.wall_seconds for use in uses]), 7, 1)}"
-                f"{_fmt(busy, 8, 0)}{_fmt(_median([use.containers.get('hub', 0.0) for use in uses]), 7, 1)}"
-                f"{_fmt(_median([use.containers['proxy'] for use in uses if 'proxy' in use.containers]), 8, 1)}"
-                f"{_fmt(_median([sum(item.server_cpu) for item in pooled if item.server_cpu]), 10, 1)}"
-                f"{_fmt(_median([statistics.median(item.server_cpu) for item in pooled if item.server_cpu]), 11, 2)}"
-                f"{_fmt(_median([use.engine_seconds for use in uses]), 9, 1)}"
-                f"{_fmt(_median([use.client_seconds for use in uses]), 9, 1)}"
+                f"  {flavour:<12}{target:<10}{cell(median_or_none([use.wall_seconds for use in uses]), 7, 1)}"
+                f"{cell(busy, 8, 0)}{cell(median_or_none([use.containers.get('hub', 0.0) for use in uses]), 7, 1)}"
+                f"{cell(median_or_none([use.containers['proxy'] for use in uses if 'proxy' in use.containers]), 8, 1)}"
+                f"{cell(median_or_none([sum(item.server_cpu) for item in pooled if item.server_cpu]), 10, 1)}"
+                f"{cell(per_server, 11, 2)}"
+                f"{cell(median_or_none([use.engine_seconds for use in uses]), 9, 1)}"
+                f"{cell(median_or_none([use.client_seconds for use in uses]), 9, 1)}"
             )
 
     print(f"\n== where a stop's time goes at {most} users (s, medians over the servers of the rounds)")
@@ -748,11 +749,11 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
             uses = [item.stop_cpu for item in pooled if item.stop_cpu is not None]
             print(
                 f"  {flavour:<12}{target:<10}"
-                + "".join(_fmt(medians[name], 8) for name, _ in STOP_PHASES)
-                + _fmt(_median([item.stop_seconds for item in pooled if item.stop_seconds]), 10)
-                + _fmt(_median([use.busy_fraction * 100 * cores for use in uses]), 8, 0)
-                + _fmt(_median([use.containers.get("hub", 0.0) for use in uses]), 7, 1)
-                + _fmt(_median([use.engine_seconds for use in uses]), 9, 1)
+                + "".join(cell(medians[name], 8) for name, _ in STOP_PHASES)
+                + cell(median_or_none([item.stop_seconds for item in pooled if item.stop_seconds]), 10)
+                + cell(median_or_none([use.busy_fraction * 100 * cores for use in uses]), 8, 0)
+                + cell(median_or_none([use.containers.get("hub", 0.0) for use in uses]), 7, 1)
+                + cell(median_or_none([use.engine_seconds for use in uses]), 9, 1)
             )
 
     failures = [(item, spawn) for item in rounds for spawn in item.failures]
@@ -769,9 +770,9 @@ def report(rounds: list[Round], flavours: list[str], counts: list[int]) -> None:
         chosen = figures[flavour]
         for (template, most_ratio), key in zip(GOALS, keys, strict=True):
             goal = template.format(most=most)
-            ratio = _ratio(chosen.lab.get(key), chosen.reference.get(key))
+            ratio = ratio_of(chosen.lab.get(key), chosen.reference.get(key))
             verdict = "n/a" if ratio is None else ("met" if ratio <= most_ratio else "NOT met")
-            print(f"  {flavour:<12}{goal:<42} <= {most_ratio:.1f}x: {_fmt(ratio, 5, 2, 'x')}  {verdict}")
+            print(f"  {flavour:<12}{goal:<42} <= {most_ratio:.1f}x: {cell(ratio, 5, 2, 'x')}  {verdict}")
         lab_failed = chosen.lab.get("failed")
         verdict = "met" if lab_failed == 0 else "NOT met"
         print(f"  {flavour:<12}{f'failed spawns in the rounds at {most} users':<42} == 0:    {lab_failed}  {verdict}")
@@ -812,7 +813,7 @@ def main() -> None:
     root.chmod(0o755)
     config, changes = dev_stack_config(root, _free_port(), lifetime)
     settings = parse_settings(config)
-    print(f"lab_spawn benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()}")
+    print(f"lab_spawn benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine_summary()}")
     print("Juvini: the dev stack's settings (Pulumi.dev.yaml), changed only in:")
     for change in changes:
         print(f"  - {change}")
@@ -903,9 +904,9 @@ def main() -> None:
                         values = done.latencies
                         print(
                             f"  {flavour:<12}{target.name:<10}{count:>3} users round {index + 1}: "
-                            f"p50 {_fmt(_median(values), 5, 1)}"
-                            f"  p95 {_fmt(percentile(values, 0.95) if values else None, 5, 1)}"
-                            f"  stop {_fmt(done.stop_seconds, 5, 1)}  failed {len(done.failures)}",
+                            f"p50 {cell(median_or_none(values), 5, 1)}"
+                            f"  p95 {cell(percentile(values, 0.95) if values else None, 5, 1)}"
+                            f"  stop {cell(done.stop_seconds, 5, 1)}  failed {len(done.failures)}",
                             flush=True,
                         )
         report(rounds, flavours, counts)
@@ -929,7 +930,7 @@ def main() -> None:
             print("teardown errors:", errors)
 
 
-def _machine() -> str:
+def machine_summary() -> str:
     memory = ""
     try:
         with Path("/proc/meminfo").open(encoding="ascii") as meminfo:

@@ -25,6 +25,7 @@ Measured on the test VM (2 vCPU, Docker 20.10 outside and in the nodes), ``pytes
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import shutil
 import tempfile
@@ -59,6 +60,18 @@ USERS = [f"roamer{index}" for index in range(1, 7)]
 #: How long the hub may take to see a server whose node died: the node is marked down (~15 s),
 #: then the hub's next poll of its servers (Spawner.poll_interval, 30 s) finds the task shut down.
 NODE_DEATH_NOTICED_SECONDS = 150
+
+
+#: The users' servers' limits and timeouts (tests/benchmarks/swarm_spawn.py gives its single-host lab the same).
+SPAWNER: dict[str, Any] = {
+    "allowedImages": ["base"],
+    "memLimit": "1g",
+    "cpuLimit": 1,
+    "httpTimeout": 180,
+    "startTimeout": 300,
+}
+#: No Spark image is offered; the driver's memory must still fit in the servers' limit.
+SPARK: dict[str, Any] = {"driverMemory": "768m"}
 
 
 @dataclass
@@ -124,15 +137,8 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
         # The lab's certificate names the address the hub is reached at (the manager's).
         "tls": {"ipAddresses": [manager.host]},
         "auth": {"type": "native", "native": {"openSignup": True}},
-        "spawner": {
-            "allowedImages": ["base"],
-            "memLimit": "1g",
-            "cpuLimit": 1,
-            "httpTimeout": 180,
-            "startTimeout": 300,
-        },
-        # No Spark image is offered; the driver's memory must still fit in the servers' limit.
-        "spark": {"driverMemory": "768m"},
+        "spawner": dict(SPAWNER),
+        "spark": dict(SPARK),
         "swarm": {
             "enabled": True,
             "manager": {"advertiseAddress": manager.host},
@@ -144,35 +150,45 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def swarm_lab_running(stack: str = STACK, bed_prefix: str = BED_PREFIX) -> Iterator[SwarmLab]:
+    """The three-node bed and the lab on it (``lab_config``), answering over HTTPS; all removed
+    afterwards (the lab destroyed, the bed and its shared folder gone), even when the block fails.
+    Also used by tests/benchmarks/swarm_spawn.py."""
+    shared = Path(tempfile.mkdtemp(prefix="juvini-e2e-swarm-", dir="/var/tmp"))
+    shared.chmod(0o755)
+    try:
+        with swarm_bed.swarm_bed_running(nodes=3, shared_dir=shared, prefix=bed_prefix) as bed:
+            manager = bed.nodes[0]
+            # The stack's base image is made on this machine (debootstrap): the manager builds on it.
+            local = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=600)
+            bed.engine(manager).images.load(local.images.get(BASE_IMAGE).save(named=True))
+            config = lab_config(bed)
+            deployment = bring_up(config, stack=stack)
+            try:
+                ca_file = bed.files / "lab-ca.pem"
+                ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
+                url = deployment.outputs[outputs.HUB_URL]
+                wait_for(
+                    "the hub to answer /hub/health over HTTPS",
+                    lambda: requests.get(url + "hub/health", verify=str(ca_file), timeout=5).status_code == 200,
+                    timeout=180,
+                )
+                yield SwarmLab(bed, deployment, config, url, str(ca_file), {})
+            finally:
+                errors = deployment.destroy()
+                if errors:
+                    print("destroy of the swarm lab reported:", *errors, sep="\n  ")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def swarm_lab() -> Iterator[SwarmLab]:
     if not SSH_KEY.is_file():
         pytest.fail(f"{SSH_KEY} is missing: run tests/setup.sh")
-    shared = Path(tempfile.mkdtemp(prefix="juvini-e2e-swarm-", dir="/var/tmp"))
-    shared.chmod(0o755)
-    with swarm_bed.swarm_bed_running(nodes=3, shared_dir=shared, prefix=BED_PREFIX) as bed:
-        manager = bed.nodes[0]
-        # The stack's base image is made on this machine (debootstrap): the manager builds on it.
-        local = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=600)
-        bed.engine(manager).images.load(local.images.get(BASE_IMAGE).save(named=True))
-        config = lab_config(bed)
-        deployment = bring_up(config, stack=STACK)
-        ca_file = bed.files / "lab-ca.pem"
-        ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
-        url = deployment.outputs[outputs.HUB_URL]
-        wait_for(
-            "the hub to answer /hub/health over HTTPS",
-            lambda: requests.get(url + "hub/health", verify=str(ca_file), timeout=5).status_code == 200,
-            timeout=180,
-        )
-        lab = SwarmLab(bed, deployment, config, url, str(ca_file), {})
-        try:
-            yield lab
-        finally:
-            errors = deployment.destroy()
-            if errors:
-                print("destroy of the swarm lab reported:", *errors, sep="\n  ")
-    shutil.rmtree(shared, ignore_errors=True)
+    with swarm_lab_running() as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
