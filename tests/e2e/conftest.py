@@ -4,6 +4,7 @@ engine (through the provider double), and torn down after the tier.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import socket
@@ -214,3 +215,24 @@ def idle_user(lab: Lab) -> LabUser:
     user.log_in()
     user.start_server()
     return user
+
+
+def signed_in(lab: Lab, *names: str) -> tuple[LabUser, ...]:
+    """Users who signed up and logged in (the e2e lab's open sign-up authorizes them at once)."""
+    users = tuple(lab.user(name) for name in names)
+    for user in users:
+        user.sign_up()
+        user.log_in()
+    return users
+
+
+@contextlib.contextmanager
+def servers_running(users: tuple[LabUser, ...]) -> Iterator[tuple[LabUser, ...]]:
+    """The users' servers, started for one test and stopped after: the e2e lab culls servers idle for
+    IDLE_TIMEOUT (the hub learns of activity only every few minutes), shorter than a module's tests."""
+    for user in users:
+        user.start_server()
+    yield users
+    for user in users:
+        if user.model().get("servers"):
+            user.stop_server()

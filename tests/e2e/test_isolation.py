@@ -15,7 +15,7 @@ import pytest
 from infra.hub_config import HUB_API_PORT, PROXY_API_PORT
 from infra.isolation import host_names
 from infra.naming import Naming
-from tests.e2e.conftest import STACK, Lab
+from tests.e2e.conftest import STACK, Lab, servers_running, signed_in
 from tests.support.lab_client import LabUser
 from tests.support.outside import Outside, outside_machine
 
@@ -64,25 +64,14 @@ def outside() -> Iterator[Outside]:
 
 
 @pytest.fixture(scope="module")
-def accounts(lab: Lab) -> tuple[LabUser, LabUser]:
-    users = []
-    for name in ("isolde", "ingo"):
-        user = lab.user(name)
-        user.sign_up()
-        user.log_in()
-        users.append(user)
-    return users[0], users[1]
+def accounts(lab: Lab) -> tuple[LabUser, ...]:
+    return signed_in(lab, "isolde", "ingo")
 
 
 @pytest.fixture
-def two_users(accounts: tuple[LabUser, LabUser]) -> Iterator[tuple[LabUser, LabUser]]:
-    """Both users' servers, started for each test (the e2e lab culls idle servers)."""
-    for user in accounts:
-        user.start_server()
-    yield accounts
-    for user in accounts:
-        if user.model().get("servers"):
-            user.stop_server()
+def two_users(accounts: tuple[LabUser, ...]) -> Iterator[tuple[LabUser, ...]]:
+    with servers_running(accounts) as users:
+        yield users
 
 
 def users_network_address(lab: Lab, user: LabUser) -> str:

@@ -14,7 +14,7 @@ import requests
 
 from infra import outputs
 from infra.host import DAEMON_JSON
-from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab
+from tests.e2e.conftest import LOCKOUT_SECONDS, STACK, Lab, servers_running, signed_in
 from tests.support.engine import engine_restart_unsafe, restart_engine
 from tests.support.lab_client import DeadlineExceeded, KernelDied, LabUser, wait_for
 
@@ -72,26 +72,14 @@ def container(lab: Lab, name: str) -> docker.models.containers.Container:
 
 
 @pytest.fixture(scope="module")
-def accounts(lab: Lab) -> tuple[LabUser, LabUser]:
-    users = []
-    for name in ("mallory", "trent"):
-        user = lab.user(name)
-        user.sign_up()
-        user.log_in()
-        users.append(user)
-    return users[0], users[1]
+def accounts(lab: Lab) -> tuple[LabUser, ...]:
+    return signed_in(lab, "mallory", "trent")
 
 
 @pytest.fixture
-def two_users(accounts: tuple[LabUser, LabUser]) -> Iterator[tuple[LabUser, LabUser]]:
-    """Both users' servers, started for each test: the e2e lab culls servers idle for IDLE_TIMEOUT
-    (the hub learns of activity only every few minutes), shorter than these tests together."""
-    for user in accounts:
-        user.start_server()
-    yield accounts
-    for user in accounts:
-        if user.model().get("servers"):
-            user.stop_server()
+def two_users(accounts: tuple[LabUser, ...]) -> Iterator[tuple[LabUser, ...]]:
+    with servers_running(accounts) as users:
+        yield users
 
 
 def answers(user: LabUser) -> bool:
