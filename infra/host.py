@@ -182,6 +182,20 @@ def live_restore_scripts(naming: Naming) -> tuple[str, str]:
     return render("host-live-restore.sh.j2", **values), render("host-live-restore-delete.sh.j2", **values)
 
 
+#: Where a Docker engine looks for the CA of a registry (``<registry host:port>/*.crt``).
+REGISTRY_CERTS_DIR = "/etc/docker/certs.d"
+
+
+def registry_ca_scripts(settings: Settings, naming: Naming, node: Node) -> tuple[str, str]:
+    """The (create, delete) scripts making ``node``'s engine trust images.registryCa for images.registry."""
+    server = settings.images.registry_server()
+    if server is None:
+        raise ValueError("images.registryCa needs images.registry")
+    folder = f"{REGISTRY_CERTS_DIR}/{server}"
+    values = {"server": server, "folder": folder, "file": f"{folder}/{naming.prefix}.crt", "node": str(node)}
+    return render("host-registry-ca.sh.j2", **values), render("host-registry-ca-delete.sh.j2", **values)
+
+
 def user_servers_delete_script(naming: Naming) -> str:
     """Script removing the stack's users' servers (the hub's containers, not the stack's resources)."""
     return render("host-user-servers-delete.sh.j2", stack=naming.stack, project=naming.project)
@@ -262,6 +276,23 @@ class Host(pulumi.ComponentResource):
             connection=self.connection,
             create=self.privileged(create),
             delete=self.privileged(delete),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
+        )
+
+    def registry_trust(self, naming: Naming) -> remote.Command | None:
+        """The engine trusting the registry's CA (images.registryCa), if the stack gives one: its
+        pushes (the Docker host builds the images) and its pulls (every swarm node runs users'
+        servers) then verify the registry's certificate."""
+        settings = self._settings
+        if settings.images.registry_ca is None:
+            return None
+        create, delete = registry_ca_scripts(settings, naming, self.node)
+        return remote.Command(
+            f"{self.pulumi_resource_name}-registry-ca",
+            connection=self.connection,
+            create=self.privileged(create),
+            delete=self.privileged(delete),
+            stdin=settings.images.registry_ca,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
 

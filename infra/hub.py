@@ -50,13 +50,29 @@ def auth_environment(settings: Settings) -> dict[str, str]:
     return {key: value.get_secret_value() for key, value in secrets.items() if value}
 
 
-def hub_environment(settings: Settings, *, proxy_token: V, cookie_secret: V, crypt_key: V) -> dict[str, V | str]:
-    """The hub's environment, every value a secret: the stack's generated secrets and the authenticator's."""
+def registry_environment(settings: Settings) -> dict[str, str]:
+    """Under Swarm, the pull login (images.pullUsername) the hub hands the swarm with each user's server."""
+    images = settings.images
+    if not settings.swarm.enabled or images.pull_username is None or images.pull_password is None:
+        return {}
     return {
-        PROXY_TOKEN_ENV: proxy_token,
-        "JPY_COOKIE_SECRET": cookie_secret,
-        "JUPYTERHUB_CRYPT_KEY": crypt_key,
-    } | auth_environment(settings)
+        "JUVINI_REGISTRY_PULL_USERNAME": images.pull_username,
+        "JUVINI_REGISTRY_PULL_PASSWORD": images.pull_password.get_secret_value(),
+    }
+
+
+def hub_environment(settings: Settings, *, proxy_token: V, cookie_secret: V, crypt_key: V) -> dict[str, V | str]:
+    """The hub's environment, every value a secret: the stack's generated secrets, the authenticator's
+    and the registry's pull login."""
+    return (
+        {
+            PROXY_TOKEN_ENV: proxy_token,
+            "JPY_COOKIE_SECRET": cookie_secret,
+            "JUPYTERHUB_CRYPT_KEY": crypt_key,
+        }
+        | auth_environment(settings)
+        | registry_environment(settings)
+    )
 
 
 def hub_mounts(settings: Settings, naming: Naming) -> list[docker.ContainerMountArgs]:

@@ -109,6 +109,7 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         else "juvini_hub.spawner.JuviniDockerSpawner",
         "swarm": settings.swarm.enabled,
         "placement_constraints": list(settings.swarm.placement_constraints),
+        "pull_registry": settings.images.registry_server() if settings.images.pull_username is not None else None,
         "allowed_images": allowed,
         "default_image": notebook_images[default_flavour],
         "name_template": f"{naming.physical('user')}-{{username}}",

@@ -14,6 +14,7 @@ A docker.Image is rebuilt only when its own inputs change, so each image gets it
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +101,17 @@ class Images(pulumi.ComponentResource):
     notebooks: dict[str, docker.Image]
 
     def __init__(
-        self, name: str, settings: Settings, naming: Naming, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        settings: Settings,
+        naming: Naming,
+        opts: pulumi.ResourceOptions | None = None,
+        after: Sequence[pulumi.Resource] = (),
     ) -> None:
+        """``after``: what every build needs first (the Docker host trusting the registry it pushes to)."""
         super().__init__(TYPE, name, None, opts)
         self._settings = settings
+        self._after = list(after)
         self._naming = naming
         built: dict[str, docker.Image] = {}
         #: Image reference of each key, known at declaration time (the rendered hub config needs them).
@@ -169,5 +177,5 @@ class Images(pulumi.ComponentResource):
             skip_push=not settings.images.push,
             registry=self._registry_login(),
             build_on_preview=settings.images.build_on_preview,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._after),
         )

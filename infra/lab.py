@@ -52,7 +52,17 @@ class Lab(pulumi.ComponentResource):
         self.networks = Networks(
             f"{name}-networks", settings, naming, opts=on_host, after=self.swarm.ready if self.swarm else ()
         )
-        self.images = Images(f"{name}-images", settings, naming, opts=on_host)
+        # The Docker host builds and pushes the images: it trusts the registry's CA first.
+        self.registry_trust = self.host.registry_trust(naming)
+        self.images = Images(
+            f"{name}-images",
+            settings,
+            naming,
+            opts=on_host,
+            after=[self.registry_trust] if self.registry_trust else [],
+        )
+        # Under Swarm: no user's server is placed before every node has proved it can pull the images.
+        registry_checks = self.swarm.check_registry(self.images, self.registry_trust) if self.swarm else []
         self.shares = Shares(f"{name}-shares", settings, naming, opts=on_host)
 
         # The hub's only way to Docker (security.dockerApiFilter): up before the hub, gone after it.
@@ -97,7 +107,7 @@ class Lab(pulumi.ComponentResource):
             images=self.images,
             networks=self.networks,
             # Destroy runs in reverse: the hub, then users' servers, then the users' network.
-            after=[self.proxy.container, self.user_servers_cleanup, self.shares, *docker_access],
+            after=[self.proxy.container, self.user_servers_cleanup, self.shares, *docker_access, *registry_checks],
             opts=on_host,
         )
 

@@ -21,13 +21,16 @@ worker, or ``up`` fails naming the node and the folder.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import pulumi
 import pulumi_random as random
 from pulumi_command import remote
 
-from infra.host import Host, Node, mounted_folders
+from infra.host import REGISTRY_CERTS_DIR, Host, Node, mounted_folders
+from infra.images import Images
 from infra.naming import Naming
 from infra.rendering import render
 from infra.settings import Settings
@@ -147,6 +150,32 @@ def storage_scripts(settings: Settings, nonce: str, node: Node) -> dict[str, str
     }
 
 
+def registry_auth_header(settings: Settings) -> str | None:
+    """The pull login (images.pullUsername) as Docker's ``X-Registry-Auth`` header value; None without one."""
+    images = settings.images
+    if images.pull_username is None or images.pull_password is None:
+        return None
+    login = {
+        "username": images.pull_username,
+        "password": images.pull_password.get_secret_value(),
+        "serveraddress": images.registry_server(),
+    }
+    return base64.urlsafe_b64encode(json.dumps(login).encode()).decode("ascii")
+
+
+def registry_check_script(settings: Settings, node: Node, images: list[str]) -> str:
+    """Script proving ``node``'s engine can fetch each of ``images`` from the registry (login on stdin)."""
+    return render(
+        "swarm-registry-check.sh.j2",
+        node=str(node),
+        images=images,
+        server=settings.images.registry_server(),
+        certs_dir=REGISTRY_CERTS_DIR,
+        docker_socket=settings.docker_socket,
+        pull_login=settings.images.pull_username is not None,
+    )
+
+
 def _reached(node: Node) -> str:
     """How ``node`` is reached, credentials as a digest: a change means checking its storage again."""
     credential = node.private_key or node.password
@@ -168,6 +197,7 @@ class SwarmCluster(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         swarm = settings.swarm
         self._settings, self._naming, self._manager = settings, naming, manager
+        self._name = name
         create, delete = manager_scripts(settings, naming)
         self.manager = remote.Command(
             f"{name}-manager",
@@ -207,6 +237,15 @@ class SwarmCluster(pulumi.ComponentResource):
         self._check_storage(name, [node for _, node in worker_nodes])
         for worker, node in worker_nodes:
             self._join(name, node, worker.effective_advertise_address(), worker.labels)
+
+        #: Per node: its engine trusting the registry's CA (images.registryCa), before it pulls.
+        self.registry_trust: dict[str, remote.Command] = {}
+        for host in self.workers.values():
+            trust = host.registry_trust(naming)
+            if trust is not None:
+                self.registry_trust[host.node.name] = trust
+        #: Per node: the registry check (:meth:`check_registry`).
+        self.registry_checks: dict[str, remote.Command] = {}
 
         #: What must wait for the swarm: every node joined, Ready and labelled.
         self.ready: list[pulumi.Resource] = [self.manager, self.manager_node, *self.nodes.values()]
@@ -314,3 +353,30 @@ class SwarmCluster(pulumi.ComponentResource):
         self.nodes[node.name] = self._node_command(
             f"{prefix}-node", node, labels, self.joins[node.name].stdout, [self.joins[node.name]]
         )
+
+    def check_registry(self, images: Images, manager_trust: remote.Command | None) -> list[remote.Command]:
+        """On every node, once the images are pushed: its engine fetches each notebook image's
+        manifest from the registry, with its trust and the pull login, or ``up`` fails naming the
+        node and what to set. Run again whenever an image is pushed anew. Make the hub wait for them."""
+        settings = self._settings
+        names = sorted(images.notebook_image_names.values())
+        pushed = [image.repo_digest for _, image in sorted(images.notebooks.items())]
+        header = registry_auth_header(settings)
+        hosts = [(self._manager, manager_trust)] + [
+            (host, self.registry_trust.get(name)) for name, host in self.workers.items()
+        ]
+        for host, trust in hosts:
+            on_manager = host is self._manager
+            after: list[pulumi.Resource] = [images, *([trust] if trust else [])]
+            after.append(self.manager_node if on_manager else self.nodes[host.node.name])
+            prefix = f"{self._name}-manager" if on_manager else f"{self._name}-worker-{host.node.name}"
+            self.registry_checks[host.node.name] = remote.Command(
+                f"{prefix}-registry-check",
+                connection=host.connection,
+                create=host.privileged(registry_check_script(settings, host.node, names)),
+                # The pull login: on standard input only, a secret like its source.
+                stdin=pulumi.Output.secret(header) if header else None,
+                triggers=pushed,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+        return list(self.registry_checks.values())

@@ -87,9 +87,13 @@ def _login_password(settings: Settings) -> list[Problem]:
 
 
 def _swarm(settings: Settings) -> list[Problem]:
-    """What only the single-host spawner implements would be dropped under Swarm."""
+    """What only the single-host spawner implements would be dropped under Swarm; what only Swarm uses
+    would be ignored on one host."""
     if not settings.swarm.enabled:
-        return []
+        if settings.images.pull_username is None:
+            return []
+        why = "only with swarm.enabled: on one Docker host the images are built where users' servers run"
+        return [Problem("images.pullUsername", settings.images.pull_username, why)]
     problems = [
         Problem(
             f"cifs.shares[{index}].perUser",

@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_snake
 
 from infra.settings.base import PEM_CERT, Problem, Section, refuse
 
@@ -57,6 +58,19 @@ class ImageSettings(Section):
     registry_password: SecretStr | None = Field(
         default=None, description="Password (or token) of images.registryUsername for the pushes. Secret."
     )
+    registry_ca: str | None = Field(
+        default=None,
+        description="CA certificates (PEM text or a PEM file) the nodes' engines trust for images.registry only "
+        "(written to /etc/docker/certs.d/<registry>/ on every node): a private registry's CA.",
+    )
+    pull_username: str | None = Field(
+        default=None,
+        description="User the swarm's nodes pull the images as (the hub hands the login to the swarm with each "
+        "user's server); unset: anonymous pulls. Best a read-only account.",
+    )
+    pull_password: SecretStr | None = Field(
+        default=None, description="Password (or token) of images.pullUsername. Secret."
+    )
     extra_ca_bundle: str | None = Field(
         default=None,
         description="Extra CA certificates (PEM text, a PEM file, or a folder of .crt files) trusted in the "
@@ -80,7 +94,7 @@ class ImageSettings(Section):
             raise ValueError("must be a registry host with an optional namespace, e.g. registry.example.com:5000/lab")
         return value
 
-    @field_validator("extra_ca_bundle")
+    @field_validator("extra_ca_bundle", "registry_ca")
     @classmethod
     def _ca_bundle(cls, value: str | None) -> str | None:
         """Only the certificates of the PEM text (the loading step has read a file or folder)."""
@@ -102,9 +116,14 @@ class ImageSettings(Section):
         problems = []
         if self.push and not self.registry:
             problems.append(Problem("push", True, "needs images.registry, the registry to push to"))
-        if (self.registry_username is None) != (self.registry_password is None):
-            given = "registryUsername" if self.registry_username is not None else "registryPassword"
-            problems.append(Problem(given, "(set)", "needs both images.registryUsername and images.registryPassword"))
+        for user, password in (("registryUsername", "registryPassword"), ("pullUsername", "pullPassword")):
+            values = {user: getattr(self, to_snake(user)), password: getattr(self, to_snake(password))}
+            if (values[user] is None) != (values[password] is None):
+                given = user if values[user] is not None else password
+                problems.append(Problem(given, "(set)", f"needs both images.{user} and images.{password}"))
+        for key in ("registryCa", "pullUsername"):
+            if getattr(self, to_snake(key)) is not None and not self.registry:
+                problems.append(Problem(key, "(set)", "needs images.registry, the registry it is for"))
         refuse(problems)
         return self
 

@@ -98,7 +98,8 @@ def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _read_files(data: dict[str, Any]) -> _Files:
     """Read the files ``data`` names; put a CA bundle's PEM text in place of its path."""
-    problems, shown = [], {}
+    problems: list[str] = []
+    shown: dict[str, Any] = {}
     ssh_key = None
     host = _section(data, "host")
     key_file = host.get("sshPrivateKeyFile")
@@ -121,34 +122,42 @@ def _read_files(data: dict[str, Any]) -> _Files:
                 )
             ssh_key = SecretStr(text)
     images = _section(data, "images")
-    bundle = images.get("extraCaBundle")
-    if isinstance(bundle, str) and bundle.strip() and "-----BEGIN" not in bundle:
-        path = Path(bundle.strip()).expanduser()
-        try:
-            if path.is_dir():
-                # A folder of CA files, like Debian's /usr/local/share/ca-certificates: an
-                # empty one simply means there are no extra CAs.
-                files = sorted([*path.glob("*.crt"), *path.glob("*.pem")])
-                text = "".join(file.read_text(encoding="utf-8", errors="replace") for file in files)
-            else:
-                text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            del images["extraCaBundle"]
-            reason = "no such path" if isinstance(error, FileNotFoundError) else error.strerror
-            problems.append(
-                _problem(
-                    "images.extraCaBundle",
-                    bundle,
-                    f"must be PEM text, a PEM file or a folder of .crt/.pem files; {reason}",
-                )
-            )
-        else:
-            if text.strip():
-                images["extraCaBundle"] = text
-                shown["images.extraCaBundle"] = bundle
-            else:
-                del images["extraCaBundle"]
+    for key in PEM_FILE_KEYS:
+        problem = _read_pem(images, key, shown)
+        if problem:
+            problems.append(problem)
     return _Files(problems, shown, ssh_key)
+
+
+#: Keys of ``images`` given as PEM text, a PEM file or a folder of .crt/.pem files.
+PEM_FILE_KEYS = ("extraCaBundle", "registryCa")
+
+
+def _read_pem(images: dict[str, Any], key: str, shown: dict[str, Any]) -> str | None:
+    """Put the PEM text of the file or folder ``images[key]`` names in its place; a problem, if any."""
+    given = images.get(key)
+    if not isinstance(given, str) or not given.strip() or "-----BEGIN" in given:
+        return None
+    path = Path(given.strip()).expanduser()
+    try:
+        if path.is_dir():
+            # A folder of CA files, like Debian's /usr/local/share/ca-certificates: an
+            # empty one simply means there are no such CAs.
+            files = sorted([*path.glob("*.crt"), *path.glob("*.pem")])
+            text = "".join(file.read_text(encoding="utf-8", errors="replace") for file in files)
+        else:
+            text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        del images[key]
+        reason = "no such path" if isinstance(error, FileNotFoundError) else error.strerror
+        allowed = f"must be PEM text, a PEM file or a folder of .crt/.pem files; {reason}"
+        return _problem(f"images.{key}", given, allowed)
+    if text.strip():
+        images[key] = text
+        shown[f"images.{key}"] = given
+    else:
+        del images[key]
+    return None
 
 
 def parse_settings(raw: dict[str, Any], secret_keys: set[str] | None = None) -> Settings:

@@ -64,6 +64,8 @@ SECRET_ENV = {
     "JUVINI_GITHUB_CLIENT_SECRET": "env-github-client-secret",
     "JUVINI_DUMMY_PASSWORD": "env-dummy-password",
     "JUVINI_OIDC_CLIENT_SECRET": "env-oidc-client-secret",
+    "JUVINI_REGISTRY_PULL_USERNAME": "env-registry-puller",
+    "JUVINI_REGISTRY_PULL_PASSWORD": "env-registry-pull-password",
 }
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ29uZmlnVGVzdA==\n-----END CERTIFICATE-----\n"
 
@@ -147,6 +149,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "swarm": {
         "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
         "images": {"registry": "registry.example.org/lab", "push": True},
+    },
+    "swarm-ldap-private-registry": {
+        "swarm": {"enabled": True},
+        "images": {
+            "registry": "registry.example.org:5000/lab",
+            "push": True,
+            "pullUsername": "puller",
+            "pullPassword": "stack-pull-password",
+        },
+        "auth": {
+            "type": "ldap",
+            "ldap": {
+                "serverAddress": "ldap.example.org",
+                "lookupDn": True,
+                "searchUser": "cn=svc",
+                "searchPassword": "stack-search-password",
+                "userSearchBase": "ou=people,dc=example,dc=org",
+            },
+        },
     },
     "enterprise": {
         "labUser": {"uid": 3001, "gid": 3002},
@@ -907,6 +928,17 @@ def test_rendered_file_has_no_undefined_or_unused_names(load: Load, variant: str
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_pull_login_comes_from_the_hubs_environment_never_from_the_file(load: Load) -> None:
+    loaded = load(variant="swarm-ldap-private-registry")
+    assert loaded.config.JuviniSwarmSpawner.pull_login == {
+        "registry": "registry.example.org:5000",
+        "username": "env-registry-puller",
+        "password": "env-registry-pull-password",
+    }
+    assert "stack-pull-password" not in loaded.text and "puller" not in loaded.text.replace("env-registry-", "")
+    assert "pull_login" not in load(variant="swarm").text
 
 
 # --- profiles, group folders, the data folder, directory groups ------------------------------

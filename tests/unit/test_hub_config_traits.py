@@ -82,6 +82,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "swarm": {"enabled": True, "placementConstraints": ["node.role==worker"]},
         "images": {"registry": "registry.example.org/lab", "push": True},
     },
+    "swarm-private-registry": {
+        "swarm": {"enabled": True},
+        "images": {
+            "registry": "registry.example.org:5000/lab",
+            "push": True,
+            "pullUsername": "puller",
+            "pullPassword": "pull-secret",
+        },
+    },
     "ldap-kerberos": {
         "auth": {
             "type": "ldap",
@@ -108,6 +117,8 @@ def _loaded(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Co
         "JUVINI_GITHUB_CLIENT_SECRET",
         "JUVINI_OIDC_CLIENT_SECRET",
         "JUVINI_DUMMY_PASSWORD",
+        "JUVINI_REGISTRY_PULL_USERNAME",
+        "JUVINI_REGISTRY_PULL_PASSWORD",
     ):
         monkeypatch.setenv(name, "from-env")
     text = render_hub_config(parse_settings(VARIANTS[variant]), Naming("juvini", "t"), IMAGES)

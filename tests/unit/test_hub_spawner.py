@@ -8,7 +8,9 @@ they need.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.auth
 import docker.errors
 import docker.types
 import pytest
@@ -1324,6 +1327,26 @@ def swarm_spawner(users_dir: Path) -> JuviniSwarmSpawner:
     config.SwarmSpawner.use_internal_ip = True
     config.DockerSpawner.image = BASE_IMAGE
     return JuviniSwarmSpawner(config=config, user=make_user("alice"))
+
+
+def test_a_swarm_spawner_sends_the_pull_login_with_the_services_of_that_registry(tmp_path: Path) -> None:
+    spawner = swarm_spawner(tmp_path)
+    spawner.pull_login = {"registry": "registry.example.org:5000", "username": "puller", "password": "pull-secret"}
+    client = spawner.new_docker_client("1.41")
+    # What docker-py's create_service puts in X-Registry-Auth for the service's image.
+    registry, _ = docker.auth.resolve_repository_name("registry.example.org:5000/lab/juvini-t-notebook-base:1")
+    login = json.loads(base64.urlsafe_b64decode(docker.auth.get_config_header(client, registry)))
+    assert login == {"username": "puller", "password": "pull-secret", "serveraddress": "registry.example.org:5000"}
+    other, _ = docker.auth.resolve_repository_name("elsewhere.example.org/team/image:1")
+    assert docker.auth.get_config_header(client, other) is None, "no login for another registry"
+    anonymous = swarm_spawner(tmp_path).new_docker_client("1.41")
+    assert docker.auth.get_config_header(anonymous, registry) is None
+
+
+def test_a_pull_login_without_its_password_is_refused(tmp_path: Path) -> None:
+    spawner = swarm_spawner(tmp_path)
+    with pytest.raises(TraitError, match="registry, username and password"):
+        spawner.pull_login = {"registry": "registry.example.org:5000", "username": "puller"}
 
 
 def test_progress_of_a_swarm_service(engine: FakeEngine, tmp_path: Path) -> None:

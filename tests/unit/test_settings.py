@@ -324,6 +324,14 @@ def test_extra_ca_bundle_from_a_folder_of_crt_files(tmp_path: Path) -> None:
     assert bundle is not None and bundle.count("-----BEGIN CERTIFICATE-----") == 2
 
 
+def test_registry_ca_from_a_file_keeps_only_the_certificates(tmp_path: Path) -> None:
+    pem = tmp_path / "registry-ca.pem"
+    pem.write_text("# the lab registry's CA\n" + CERT, encoding="utf-8")
+    images = parse_settings({"images": {"registry": "registry.example.com:5000/lab", "registryCa": str(pem)}}).images
+    assert images.registry_ca is not None and images.registry_ca.startswith("-----BEGIN CERTIFICATE-----")
+    assert "MIIBszCCAVmgAwIBAgIUXYZ" in images.registry_ca and "lab registry" not in images.registry_ca
+
+
 def test_extra_ca_bundle_empty_folder_means_no_extra_cas(tmp_path: Path) -> None:
     assert parse_settings({"images": {"extraCaBundle": str(tmp_path)}}).images.extra_ca_bundle is None
 
@@ -685,6 +693,31 @@ INVALID = [
         {"images": {"registry": "registry.example.com/lab", "registryUsername": "pusher"}},
         bad("images.registryUsername", "'(set)'", "needs both images.registryUsername and images.registryPassword"),
         id="registry-user-without-password",
+    ),
+    pytest.param(
+        {"images": {"registry": "registry.example.com/lab", "pullPassword": "secret"}},
+        bad("images.pullPassword", "'(set)'", "needs both images.pullUsername and images.pullPassword"),
+        id="pull-password-without-user",
+    ),
+    pytest.param(
+        {"images": {"registryCa": CERT}},
+        bad("images.registryCa", "'(set)'", "needs images.registry, the registry it is for"),
+        id="registry-ca-without-registry",
+    ),
+    pytest.param(
+        {"images": {"registryCa": "/nonexistent/registry-ca.pem"}},
+        bad("images.registryCa", "'/nonexistent/registry-ca.pem'", "PEM text, a PEM file or a folder"),
+        id="registry-ca-missing-file",
+    ),
+    pytest.param(
+        {"images": {"registry": "registry.example.com/lab", "registryCa": PRIVATE_KEY}},
+        r"^juvini:images\.registryCa: '-----BEGIN PRIVATE KEY-----\\n.* is not allowed: .*no PEM certificate",
+        id="registry-ca-not-a-certificate",
+    ),
+    pytest.param(
+        {"images": {"registry": "registry.example.com/lab", "pullUsername": "puller", "pullPassword": "secret"}},
+        bad("images.pullUsername", "'puller'", "only with swarm.enabled: on one Docker host the images are built"),
+        id="pull-login-without-swarm",
     ),
     pytest.param(
         {"images": {"extraCaBundle": PRIVATE_KEY}},
@@ -1766,6 +1799,10 @@ SECRET_EXAMPLES: dict[str, dict[str, Any]] = {
     "images.registryPassword": {
         "images": {"registry": "registry.example.org/lab", "registryUsername": "pusher", "registryPassword": "reg-pw-1"}
     },
+    "images.pullPassword": {
+        "images": {**SWARM_REGISTRY, "pullUsername": "puller", "pullPassword": "pull-pw-1"},
+        "swarm": SWARM,
+    },
     "swarm.workers[].sshPrivateKey": {
         "images": SWARM_REGISTRY,
         "swarm": {**SWARM, "workers": [{"name": "worker-1", "address": "10.0.0.11", "sshPrivateKey": "worker-key-1"}]},
@@ -1895,6 +1932,7 @@ REFUSED_SECRETS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "reg-pw-1",
         {"images": {"registryPassword": ["reg-pw-1"]}},
     ),
+    "images.pullPassword": ("images.pullPassword", "pull-pw-1", {"images": {"pullPassword": ["pull-pw-1"]}}),
     "swarm.workers[].sshPrivateKey": (
         "swarm.workers[0].sshPrivateKey",
         "worker-key-1",

@@ -5,6 +5,7 @@ reverse order draining a worker before it leaves and is removed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 from typing import Any
@@ -245,3 +246,73 @@ def test_without_a_login_the_pushes_use_none(swarm: ProgramRun) -> None:
     for image in (item for item in swarm.registrations if item.type == "docker:index/image:Image"):
         assert image.inputs["skipPush"] is False, image
         assert "registry" not in image.inputs, image
+
+
+REGISTRY_CA = (
+    "-----BEGIN CERTIFICATE-----\nMIIBregistryCA\n-----END CERTIFICATE-----\n"  # the settings keep only the PEM blocks
+)
+PULL_PASSWORD = "pull-password-should-stay-secret"
+
+
+@pytest.fixture(scope="module")
+def private_registry() -> ProgramRun:
+    raw = config()
+    raw["images"] |= {"registryCa": REGISTRY_CA, "pullUsername": "lab-puller", "pullPassword": PULL_PASSWORD}
+    return run(raw)
+
+
+def test_every_node_trusts_the_registrys_ca_from_stdin_before_it_pushes_or_pulls(private_registry: ProgramRun) -> None:
+    manager = private_registry.named("juvini-dev-host-registry-ca")
+    assert manager.inputs["stdin"] == REGISTRY_CA
+    assert "/etc/docker/certs.d/registry.example.org/juvini-dev.crt" in script(manager)
+    assert "/etc/docker/certs.d/registry.example.org/juvini-dev.crt" in script(manager, "delete")
+    for image in (item for item in private_registry.registrations if item.type == "docker:index/image:Image"):
+        assert private_registry.depends_on(image, manager), f"{image} is pushed once the Docker host trusts the CA"
+    for worker in ("worker-1", "worker-2"):
+        trust = named(private_registry, f"worker-{worker}-registry-ca")
+        assert trust.inputs["stdin"] == REGISTRY_CA
+        assert trust.inputs["connection"]["host"] == next(w["address"] for w in WORKERS if w["name"] == worker)
+        depends(private_registry, f"worker-{worker}-registry-check", f"worker-{worker}-registry-ca")
+
+
+def test_every_node_proves_it_can_pull_the_pushed_images_before_the_hub_runs(private_registry: ProgramRun) -> None:
+    hub = private_registry.named("juvini-dev-hub-hub")
+    notebooks = [
+        item
+        for item in private_registry.registrations
+        if item.type == "docker:index/image:Image" and "-notebook-" in item.inputs["imageName"]
+    ]
+    assert len(notebooks) == 3
+    for node in ("manager", "worker-worker-1", "worker-worker-2"):
+        check = named(private_registry, f"{node}-registry-check")
+        assert private_registry.depends_on(hub, check), f"the hub waits for {check}"
+        assert "GET /distribution/$image/json" in script(check)
+        for image in notebooks:
+            assert f"'{image.inputs['imageName']}'" in script(check), f"{check} checks {image.name}"
+        # Pushed again (a new digest): checked again.
+        assert len(check.inputs["triggers"]) == len(notebooks)
+    depends(private_registry, "worker-worker-1-registry-check", "worker-worker-1-node")
+
+
+def test_the_pull_login_reaches_the_checks_on_stdin_and_the_hub_as_secrets(private_registry: ProgramRun) -> None:
+    for node in ("manager", "worker-worker-1"):
+        check = named(private_registry, f"{node}-registry-check")
+        assert "stdin" in check.secret_inputs, check
+        login = json.loads(base64.urlsafe_b64decode(check.inputs["stdin"]))
+        assert login == {"username": "lab-puller", "password": PULL_PASSWORD, "serveraddress": "registry.example.org"}
+    hub = private_registry.named("juvini-dev-hub-hub")
+    assert f"JUVINI_REGISTRY_PULL_PASSWORD={PULL_PASSWORD}" in hub.inputs["envs"]
+    assert "envs" in hub.secret_inputs
+    for registration in private_registry.registrations:
+        for text in _plain(registration.inputs, registration.secret_inputs):
+            assert PULL_PASSWORD not in text, registration
+    assert PULL_PASSWORD not in json.dumps(private_registry.outputs)
+
+
+def test_without_a_registry_ca_or_pull_login_nothing_is_written_and_the_check_pulls_anonymously(
+    swarm: ProgramRun,
+) -> None:
+    assert not [item for item in swarm.registrations if item.name.endswith("-registry-ca")]
+    check = named(swarm, "manager-registry-check")
+    assert not check.inputs.get("stdin")
+    assert "JUVINI_REGISTRY_PULL" not in json.dumps(swarm.named("juvini-dev-hub-hub").inputs["envs"])

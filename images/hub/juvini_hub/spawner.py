@@ -772,6 +772,37 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
         0.5, min=0.05, help="Seconds between two looks at a starting service's task (its state and node)."
     ).tag(config=True)
 
+    pull_login = Dict(
+        {},
+        help="The login the nodes pull users' images with: {'registry', 'username', 'password'}; empty: "
+        "anonymous pulls. Handed to the swarm with each service (X-Registry-Auth), as `docker service "
+        "create --with-registry-auth` does.",
+    ).tag(config=True)
+
+    @validate("pull_login")
+    def _pull_login_complete(self, proposal: Any) -> dict[str, str]:
+        login = dict(proposal["value"])
+        if login and sorted(login) != ["password", "registry", "username"]:
+            raise TraitError(f"pull_login needs exactly registry, username and password; got {sorted(login)}")
+        return login
+
+    def new_docker_client(self, api_version: str | None) -> Any:
+        """A client that sends the pull login with the services it creates for that registry."""
+        client = super().new_docker_client(api_version)
+        if self.pull_login:
+            registry = self.pull_login["registry"]
+            # docker-py puts a login it holds for the image's registry in the service create's
+            # X-Registry-Auth header; the swarm passes it on to the node that runs the task.
+            client._auth_configs.add_auth(
+                registry,
+                {
+                    "username": self.pull_login["username"],
+                    "password": self.pull_login["password"],
+                    "serveraddress": registry,
+                },
+            )
+        return client
+
     async def start_object(self) -> None:
         """Wait until the service's task runs, saying where it is scheduled and what the node does."""
         progress = self.spawn_progress()
