@@ -130,15 +130,19 @@ def node_removal_script(
     )
 
 
-def storage_marker_name(nonce: str) -> str:
-    """The file name of the shared-storage markers of one check."""
-    return f".juvini-storage-check-{nonce}"
+def storage_marker_prefix(naming: Naming) -> str:
+    """The start of the file names of the stack's shared-storage markers."""
+    return f".juvini-storage-check-{naming.prefix}-"
 
 
-def storage_scripts(settings: Settings, nonce: str, node: Node) -> dict[str, str]:
-    """The shared-storage check's scripts: markers written (and removed) on the manager, read on ``node``."""
+def storage_scripts(settings: Settings, naming: Naming, nonce: str, node: Node) -> dict[str, str]:
+    """The shared-storage check's scripts: markers written (and removed) on the manager, read on ``node``.
+
+    The markers of an earlier check that failed on some node (so never removed) go with the next
+    check's, and on destroy: every marker of the stack, whatever its nonce."""
     values = {
-        "marker": storage_marker_name(nonce),
+        "marker": storage_marker_prefix(naming) + nonce,
+        "marker_prefix": storage_marker_prefix(naming),
         "nonce": nonce,
         "folders": mounted_folders(settings),
         "data_dir": settings.paths.data_dir,
@@ -291,7 +295,7 @@ class SwarmCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         nonce = self.storage_nonce.hex
-        scripts = nonce.apply(lambda value: storage_scripts(self._settings, value, manager.node))
+        scripts = nonce.apply(lambda value: storage_scripts(self._settings, self._naming, value, manager.node))
         self.storage_markers = remote.Command(
             f"{name}-storage-markers",
             connection=manager.connection,
@@ -306,13 +310,15 @@ class SwarmCluster(pulumi.ComponentResource):
             f"{name}-storage-checked",
             connection=manager.connection,
             create=scripts.apply(lambda found: manager.privileged(found["markers-delete"])),
+            # Its script names no nonce (it removes all of the stack's markers): each check runs it again.
+            triggers=[nonce],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.storage_checks.values())),
         )
 
     def _storage_check(self, name: str, host: Host) -> remote.Command:
         """On ``host``: each marker the manager wrote (listed on standard input) read back."""
         script = self.storage_nonce.hex.apply(
-            lambda nonce: host.privileged(storage_scripts(self._settings, nonce, host.node)["check"])
+            lambda nonce: host.privileged(storage_scripts(self._settings, self._naming, nonce, host.node)["check"])
         )
         return remote.Command(
             name,

@@ -8,9 +8,14 @@ Users' folders and the shared folder are on the bed's shared storage (one
 folder of this machine mounted at the same path in every node). Only the base notebook image
 is offered (pushing the data-science image and pulling it on three nodes costs minutes and GBs).
 
+The bed's registry is a private one, as in production: HTTPS from the bed's own CA, which the
+nodes' engines do not trust until the program writes it (images.registryCa), and a login for
+pushes and another for pulls (images.pullUsername: the hub hands it to the swarm with each
+server), both secrets. A fourth node whose folders are not the shared storage makes ``up`` fail
+naming it, and the lab recovers with the next ``up`` without it.
+
 The module has its own stack name, prefix and bed, apart from tests/e2e/conftest.py's ``e2e``
-lab. The storage-not-shared failure is covered by tests/integration/test_swarm_nodes.py.
-Run under the Docker lock.
+lab. Run under the Docker lock.
 
 Measured on the test VM (2 vCPU, Docker 20.10 outside and in the nodes), ``pytest -s`` prints them:
 
@@ -42,11 +47,12 @@ import requests
 
 from infra import outputs
 from infra.naming import Naming
+from infra.program import main
 from infra.settings import SHARED_MOUNT, parse_settings
 from tests.e2e.conftest import SSH_KEY, user_data
 from tests.support import swarm_bed
 from tests.support.lab_client import LabUser, wait_for
-from tests.support.provider_double import Deployment, bring_up
+from tests.support.provider_double import Deployment, apply, bring_up
 from tests.support.swarm_bed import BedNode, SwarmBed
 
 pytestmark = pytest.mark.e2e
@@ -72,6 +78,10 @@ SPAWNER: dict[str, Any] = {
 }
 #: No Spark image is offered; the driver's memory must still fit in the servers' limit.
 SPARK: dict[str, Any] = {"driverMemory": "768m"}
+#: The registry's accounts (TEST-ONLY): the program pushes as one, the nodes pull as the other.
+SECRET_KEYS = ["images"]
+PUSHER = ("lab-pusher", "e2e-swarm-push-password")
+PULLER = ("lab-puller", "e2e-swarm-pull-password")
 
 
 @dataclass
@@ -132,6 +142,11 @@ def lab_config(bed: SwarmBed) -> dict[str, Any]:
             "tag": "e2e-swarm",
             "registry": bed.registry,
             "push": True,
+            "registryCa": bed.registry_ca_pem,
+            "registryUsername": PUSHER[0],
+            "registryPassword": PUSHER[1],
+            "pullUsername": PULLER[0],
+            "pullPassword": PULLER[1],
         },
         "hub": {"httpsPort": HTTPS_PORT, "publicHostname": manager.host, "adminUsers": ["admin"]},
         # The lab's certificate names the address the hub is reached at (the manager's).
@@ -158,13 +173,21 @@ def swarm_lab_running(stack: str = STACK, bed_prefix: str = BED_PREFIX) -> Itera
     shared = Path(tempfile.mkdtemp(prefix="juvini-e2e-swarm-", dir="/var/tmp"))
     shared.chmod(0o755)
     try:
-        with swarm_bed.swarm_bed_running(nodes=3, shared_dir=shared, prefix=bed_prefix) as bed:
+        with swarm_bed.swarm_bed_running(
+            nodes=3,
+            shared_dir=shared,
+            prefix=bed_prefix,
+            registry_tls=True,
+            registry_trusted_by_nodes=False,
+            registry_users=dict([PUSHER, PULLER]),
+        ) as bed:
             manager = bed.nodes[0]
             # The stack's base image is made on this machine (debootstrap): the manager builds on it.
             local = docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=600)
             bed.engine(manager).images.load(local.images.get(BASE_IMAGE).save(named=True))
             config = lab_config(bed)
-            deployment = bring_up(config, stack=stack)
+            # The registry's passwords: the stack keeps the images section encrypted.
+            deployment = bring_up(config, stack=stack, secret_keys=SECRET_KEYS)
             try:
                 ca_file = bed.files / "lab-ca.pem"
                 ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
@@ -215,8 +238,30 @@ def test_the_program_joined_two_workers_and_pushed_the_images(swarm_lab: SwarmLa
     nodes = {node.attrs["Description"]["Hostname"]: node.attrs for node in swarm_lab.engine.nodes.list()}
     assert set(nodes) == {node.hostname for node in swarm_lab.bed.nodes}, nodes
     assert all(attrs["Status"]["State"] == "ready" for attrs in nodes.values()), nodes
-    catalog = requests.get(f"{swarm_lab.bed.registry_url}/v2/_catalog", timeout=10).json()["repositories"]
+    registry = swarm_lab.bed
+    anonymous = requests.get(f"{registry.registry_url}/v2/_catalog", timeout=10, verify=str(registry.registry_ca_file))
+    assert anonymous.status_code == 401, "the bed's registry lets nobody in without a login"
+    catalog = requests.get(
+        f"{registry.registry_url}/v2/_catalog", timeout=10, verify=str(registry.registry_ca_file), auth=PULLER
+    ).json()["repositories"]
     assert {f"juvini-{STACK}-hub", f"juvini-{STACK}-notebook-base"} <= set(catalog), catalog
+
+
+def test_every_node_trusts_the_registry_with_the_ca_the_program_wrote(swarm_lab: SwarmLab) -> None:
+    """The nodes started without the bed's CA: the program put it where each engine reads it."""
+    bed = swarm_lab.bed
+    written = f"/etc/docker/certs.d/{bed.registry}/juvini-{STACK}.crt"
+    for node in bed.nodes:
+        code, output = bed.exec(node, "cat", written)
+        assert code == 0 and output == bed.registry_ca_pem, f"{node.hostname}: {output}"
+    checked = {
+        item.name: item.outputs["stdout"]
+        for item in swarm_lab.deployment.double.applied
+        if item.name.endswith("-registry-check")
+    }
+    assert len(checked) == len(bed.nodes), checked
+    for name, said in checked.items():
+        assert f"registry: {bed.registry}/juvini-{STACK}-notebook-base:e2e-swarm resolves to sha256:" in said, name
 
 
 def test_servers_spread_over_the_nodes_and_each_runs_code(swarm_lab: SwarmLab, users: dict[str, LabUser]) -> None:
@@ -349,6 +394,39 @@ def test_the_shared_folder_is_the_same_on_every_node(swarm_lab: SwarmLab, users:
     users[writer].run_code(f"open('{SHARED_MOUNT}/{writer}.txt', 'w').write({note!r})")
     assert users[reader].run_code(f"print(open('{SHARED_MOUNT}/{writer}.txt').read())").strip() == note
     assert (swarm_lab.path("sharedDir") / f"{writer}.txt").read_text() == note
+
+
+def test_a_worker_whose_storage_is_not_shared_makes_up_fail_and_the_next_up_recovers(
+    swarm_lab: SwarmLab, users: dict[str, LabUser]
+) -> None:
+    """Before the kill below: the failed ``up`` checks every worker's storage again."""
+    bed = swarm_lab.bed
+    private = bed.add_node(shared_storage=False)
+    target = bed.ssh_target(private)
+    grown = json.loads(json.dumps(swarm_lab.config))
+    grown["swarm"]["workers"].append({"name": "private-1", "address": target.host, "hostKey": target.host_key})
+    with pytest.raises(Exception) as failed:
+        apply(main, grown, STACK, secret_keys=SECRET_KEYS, previous=swarm_lab.deployment)
+    message = (
+        f"swarm node private-1 ({private.ip}): {swarm_lab.path('usersDir')} is not the manager's folder: a marker "
+        "written there by the manager is not seen; mount the same shared filesystem (NFS/SMB/cluster) at that "
+        "path on every node"
+    )
+    assert message in str(failed.value)
+    nodes = {node.attrs["Description"]["Hostname"] for node in swarm_lab.engine.nodes.list()}
+    assert private.hostname not in nodes, "a worker whose storage failed the check joined the swarm"
+    assert users[USERS[0]].run_code("print(6 * 7)").strip() == "42", "the failed up broke a running server"
+
+    # The operator takes the node out of the stack again: the next up passes and undoes its setup.
+    swarm_lab.deployment = apply(main, swarm_lab.config, STACK, secret_keys=SECRET_KEYS, previous=swarm_lab.deployment)
+    held = [item.name for item in swarm_lab.deployment.double.applied if "private-1" in item.name]
+    assert held == [], f"the stack still holds the node it no longer lists: {held}"
+    code, _ = bed.exec(private, "test", "-e", f"/etc/docker/certs.d/{bed.registry}/juvini-{STACK}.crt")
+    assert code != 0, "the registry CA stays on the node the stack no longer lists"
+    markers = [
+        path for key in ("usersDir", "sharedDir") for path in swarm_lab.path(key).glob(".juvini-storage-check-*")
+    ]
+    assert markers == [], markers
 
 
 def _server_gone(user: LabUser) -> Callable[[], bool]:

@@ -713,7 +713,10 @@ def apply(
     """Run ``declare`` (the program, or part of it) under the double with the stack's config.
 
     ``previous``: the deployment this run updates (its resources are kept, run again or undone);
-    it must not be destroyed afterwards: the returned deployment holds what is left of it.
+    it must not be destroyed afterwards: the returned deployment holds what is left of it. If
+    this run fails, ``previous`` holds everything instead (what it had, and what this run made
+    or ran again before it failed), as a failed ``pulumi up`` leaves the stack's state: destroy
+    it then. A first run that fails is torn down at once.
     """
     double = ProviderDouble()
     if previous is not None:
@@ -724,7 +727,10 @@ def apply(
     try:
         result = evaluate_stack(declare)
     except BaseException:
-        # What the earlier run had and this one did not reach is torn down too: nothing is left.
+        if previous is not None:
+            # As the stack's state after a failed update: nothing undone, everything still held.
+            previous.double.applied = double.applied + list(double.previous.values())
+            raise
         double.applied[:0] = list(double.previous.values())
         errors = double.destroy()
         if errors:

@@ -73,6 +73,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import bcrypt
 import docker
 import requests
 from cryptography import x509
@@ -122,6 +123,7 @@ NODE_DOCKER_DIR = "/var/lib/docker"
 #: Where a node finds the registry's CA (``<host:port>/ca.crt``) when the registry serves HTTPS.
 NODE_CA_DIR = "/etc/juvini-bed/certs.d"
 REGISTRY_TLS_DIR = "/etc/juvini-bed/tls"
+REGISTRY_AUTH_DIR = "/etc/juvini-bed/auth"
 REGISTRY_DATA_DIR = "/var/lib/docker-registry"
 
 #: Deadlines (seconds): a node's engine and sshd answer within a few seconds here.
@@ -266,8 +268,14 @@ class SwarmBed:
 
     prefix: str = BED_PREFIX
     ssh_key: Path = DEV_SSH_KEY
-    #: Serve the registry over HTTPS from a bed CA the nodes trust, instead of plain HTTP.
+    #: Serve the registry over HTTPS from a bed CA, instead of plain HTTP.
     registry_tls: bool = False
+    #: With ``registry_tls``: the nodes' engines trust the bed CA from their start. False: they do
+    #: not, until someone puts it in their /etc/docker/certs.d (the program's images.registryCa).
+    registry_trusted_by_nodes: bool = True
+    #: Accounts (user: password) the registry asks for, pulls and pushes alike (htpasswd, bcrypt);
+    #: empty: anonymous. Needs ``registry_tls`` (basic auth over plain HTTP sends passwords in clear).
+    registry_users: dict[str, str] = field(default_factory=dict)
     client: docker.DockerClient = field(default_factory=peers.docker_client)
 
     network: PeerNetwork | None = field(default=None, init=False)
@@ -486,7 +494,9 @@ class SwarmBed:
         try:
             engine.images.load(self.client.images.get(image).save(named=True))
             engine.images.get(image).tag(reference)
-            for event in engine.images.push(reference, stream=True, decode=True):
+            login = next(iter(self.registry_users.items()), None)
+            auth = {"username": login[0], "password": login[1]} if login else None
+            for event in engine.images.push(reference, stream=True, decode=True, auth_config=auth):
                 if "error" in event:
                     raise BedError(f"pushing {reference} from {node.hostname}: {event['error']}")
         except DockerException as error:
@@ -533,6 +543,26 @@ class SwarmBed:
         self.client.volumes.create(volume, labels=_labels(self.prefix, "registry-data"))
         volumes: dict[str, dict[str, str]] = {volume: {"bind": REGISTRY_DATA_DIR, "mode": "rw"}}
         environment: dict[str, str] = {}
+        if self.registry_users:
+            if not self.registry_tls:
+                raise BedError("registry_users needs registry_tls: basic auth over plain HTTP sends passwords in clear")
+            htpasswd = self.files / "registry-auth" / "htpasswd"
+            htpasswd.parent.mkdir(parents=True)
+            htpasswd.write_text(
+                "".join(
+                    f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                    for user, password in self.registry_users.items()
+                ),
+                encoding="ascii",
+            )
+            # The registry runs as its own user: readable through the bind mount (TEST-ONLY hashes).
+            htpasswd.chmod(0o644)
+            volumes[str(htpasswd.parent)] = {"bind": REGISTRY_AUTH_DIR, "mode": "ro"}
+            environment |= {
+                "REGISTRY_AUTH": "htpasswd",
+                "REGISTRY_AUTH_HTPASSWD_REALM": "juvini-bed",
+                "REGISTRY_AUTH_HTPASSWD_PATH": f"{REGISTRY_AUTH_DIR}/htpasswd",
+            }
         if self.registry_tls:
             ca_pem, cert_file, key_file = _registry_tls_files(ip, self.files / "registry-tls")
             self.registry_ca_pem = ca_pem
@@ -541,7 +571,7 @@ class SwarmBed:
             (ca_folder / "ca.crt").write_text(ca_pem, encoding="ascii")
             (self.files / "registry-ca.crt").write_text(ca_pem, encoding="ascii")
             volumes[str(cert_file.parent)] = {"bind": REGISTRY_TLS_DIR, "mode": "ro"}
-            environment = {
+            environment |= {
                 "REGISTRY_HTTP_TLS_CERTIFICATE": f"{REGISTRY_TLS_DIR}/{cert_file.name}",
                 "REGISTRY_HTTP_TLS_KEY": f"{REGISTRY_TLS_DIR}/{key_file.name}",
             }
@@ -565,7 +595,9 @@ class SwarmBed:
                 answer = requests.get(f"{self.registry_url}/v2/", timeout=5, verify=verify)
             except requests.RequestException as error:
                 return repr(error)
-            return None if answer.status_code == 200 else f"/v2/ answered {answer.status_code}"
+            # With accounts, /v2/ asks for a login (401) once the registry serves.
+            serving = (401,) if self.registry_users else (200,)
+            return None if answer.status_code in serving else f"/v2/ answered {answer.status_code}"
 
         _until(f"the registry at {self.registry_url}/v2/", probe, timeout)
 
@@ -593,8 +625,9 @@ class SwarmBed:
             "BED_AUTHORIZED_KEYS": Path(f"{self.ssh_key}.pub").read_text(encoding="utf-8").strip(),
         }
         if self.registry_tls:
-            volumes[str(self.files / "certs.d")] = {"bind": NODE_CA_DIR, "mode": "ro"}
-            environment["BED_REGISTRY_CA_DIR"] = NODE_CA_DIR
+            if self.registry_trusted_by_nodes:
+                volumes[str(self.files / "certs.d")] = {"bind": NODE_CA_DIR, "mode": "ro"}
+                environment["BED_REGISTRY_CA_DIR"] = NODE_CA_DIR
         else:
             environment["BED_INSECURE_REGISTRIES"] = self.registry
         container = self.client.containers.create(
@@ -659,10 +692,21 @@ class SwarmBed:
 
 @contextlib.contextmanager
 def swarm_bed_running(
-    nodes: int = 3, shared_dir: Path | None = None, *, registry_tls: bool = False, prefix: str = BED_PREFIX
+    nodes: int = 3,
+    shared_dir: Path | None = None,
+    *,
+    registry_tls: bool = False,
+    registry_trusted_by_nodes: bool = True,
+    registry_users: dict[str, str] | None = None,
+    prefix: str = BED_PREFIX,
 ) -> Iterator[SwarmBed]:
     """A started bed (not yet a swarm), removed afterwards even when the block fails."""
-    bed = SwarmBed(prefix=prefix, registry_tls=registry_tls)
+    bed = SwarmBed(
+        prefix=prefix,
+        registry_tls=registry_tls,
+        registry_trusted_by_nodes=registry_trusted_by_nodes,
+        registry_users=dict(registry_users or {}),
+    )
     bed.start(nodes=nodes, shared_dir=shared_dir)
     try:
         yield bed

@@ -103,7 +103,20 @@ def check(found: Settings, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 
 def resolvable() -> dict[str, tuple[int, dict[str, Any]]]:
-    return {image: (200, {"Descriptor": {"Digest": DIGEST}, "Platforms": []}) for image in IMAGES}
+    return {
+        image: (
+            200,
+            {
+                "Descriptor": {
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "digest": DIGEST,
+                    "size": 1,
+                },
+                "Platforms": [],
+            },
+        )
+        for image in IMAGES
+    }
 
 
 def test_each_image_is_resolved_by_the_engine_and_its_digest_printed(

@@ -161,6 +161,9 @@ def test_a_worker_joins_once_prepared_and_its_storage_checked(swarm: ProgramRun)
     depends(swarm, "worker-worker-1-join", "worker-worker-1-storage", "worker-worker-1-removal", "join-token")
     depends(swarm, "worker-worker-1-node", "worker-worker-1-join")
     depends(swarm, "storage-checked", "worker-worker-1-storage", "worker-worker-2-storage")
+    # Its script names no nonce: the nonce is its trigger, so every new check removes its markers.
+    (nonce,) = named(swarm, "storage-checked").inputs["triggers"]
+    assert f"nonce={nonce}" in script(named(swarm, "storage-markers")).replace("'", "")
 
 
 def test_the_workers_storage_check_reads_what_the_manager_wrote(swarm: ProgramRun) -> None:

@@ -80,7 +80,7 @@ def every_script(settings: Settings) -> dict[str, str]:
     join_auto, _ = join_scripts(settings, STACK, node, None)
     labels = node_labels(STACK, {"zone": "a b"})
     node_create, node_delete = node_scripts(STACK, node, labels)
-    storage = storage_scripts(settings, "0123456789abcdef", node)
+    storage = storage_scripts(settings, STACK, "0123456789abcdef", node)
     return {
         "manager": manager,
         "manager-delete": manager_delete,
@@ -641,7 +641,7 @@ def storage(root: Path, nonce: str = "00112233aabbccdd") -> Storage:
         (root / "manager" / folder).mkdir(parents=True, exist_ok=True)
         os.chown(root / "manager" / folder, 2100, 2100)
     (root / "manager" / "data" / "set.csv").write_text("a,b\n")
-    return Storage(settings, storage_scripts(settings, nonce, worker_node(settings)))
+    return Storage(settings, storage_scripts(settings, STACK, nonce, worker_node(settings)))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="markers are written as each folder's owner (setpriv needs root)")
@@ -649,7 +649,7 @@ def test_markers_written_through_the_manager_are_read_back_through_a_worker(open
     found = storage(open_root)
     written = ok(found.run("markers"))
     assert written.splitlines() == [f"marker {open_root}/manager/{name}" for name in ("users", "shared", "data")]
-    marker = open_root / "manager" / "users" / ".juvini-storage-check-00112233aabbccdd"
+    marker = open_root / "manager" / "users" / ".juvini-storage-check-juvini-dev-00112233aabbccdd"
     assert marker.read_text() == "00112233aabbccdd\n"
     assert (marker.stat().st_uid, marker.stat().st_gid) == (2100, 2100)
     assert "shared with the manager" in ok(found.run("check", stdin=written))
@@ -682,6 +682,21 @@ def test_a_stale_marker_of_an_earlier_check_does_not_pass(open_root: Path) -> No
     result = now.run("check", stdin=ok(now.run("markers")), root=open_root)
     assert result.returncode != 0
     assert "a marker written there by the manager is not seen" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="markers are written as each folder's owner (setpriv needs root)")
+def test_markers_a_failed_check_left_go_with_the_next_check_and_other_stacks_stay(open_root: Path) -> None:
+    failed = storage(open_root, nonce="aaaaaaaaaaaaaaaa")
+    ok(failed.run("markers"))  # a worker failed this check: its markers were never removed
+    others = open_root / "manager" / "users" / ".juvini-storage-check-juvini-prod-cccccccccccccccc"
+    others.write_text("cccccccccccccccc\n")
+    now = storage(open_root, nonce="bbbbbbbbbbbbbbbb")
+    ok(now.run("markers"))
+    left = sorted(path.name for path in (open_root / "manager" / "users").glob(".juvini-storage-check-*"))
+    assert left == [".juvini-storage-check-juvini-dev-bbbbbbbbbbbbbbbb", others.name]
+    ok(failed.run("markers"))
+    ok(now.run("markers-delete"))  # destroy: every marker of the stack, whatever its nonce
+    assert sorted(path.name for path in open_root.glob("manager/*/.juvini-storage-check-*")) == [others.name]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="markers are written as each folder's owner (setpriv needs root)")
