@@ -170,6 +170,14 @@ def test_the_suggestion_skips_taken_subnets_and_the_stacks_other_subnet(engine: 
     assert "e.g. 172.16.28.0/22 (free on this host now)" in result.stderr, result.stderr
 
 
+def test_two_keys_in_the_way_get_two_different_suggestions(engine: Engine) -> None:
+    engine.add("other-hub-net", "172.16.32.0/24")
+    engine.add("other-users-net", "172.16.33.0/24")
+    result = engine.check({"hubSubnet": "172.16.32.0/24", "usersSubnet": "172.16.33.0/24"})
+    assert "pick another network.hubSubnet, e.g. 172.16.34.0/24 " in result.stderr, result.stderr
+    assert "pick another network.usersSubnet, e.g. 172.16.35.0/24 " in result.stderr, result.stderr
+
+
 def test_the_suggestion_wraps_around_to_the_start_of_the_16(engine: Engine) -> None:
     engine.add("other", "172.16.252.0/22")
     engine.add("wide", "172.16.0.0/20")
