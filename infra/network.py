@@ -134,7 +134,7 @@ def subnet_check_script(settings: Settings, naming: Naming) -> str | None:
 def _search_windows(subnet: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
     """Where a free subnet of the size of ``subnet`` is looked for when it is taken: first the /16
     holding it (the default users' subnet's lies outside the pools the engine hands out), then the
-    private block holding it. None for a subnet in no private block (no suggestion)."""
+    private block holding it; none for a subnet in no private block (no suggestion)."""
     block = next((block for block in PRIVATE_BLOCKS if subnet.subnet_of(block)), None)
     if block is None:
         return []
