@@ -49,8 +49,14 @@ class Lab(pulumi.ComponentResource):
         self.swarm = (
             SwarmCluster(f"{name}-swarm", settings, naming, self.host, opts=child) if settings.swarm.enabled else None
         )
+        # Its subnets are checked on the Docker host (over the host's SSH) before the engine makes them.
         self.networks = Networks(
-            f"{name}-networks", settings, naming, opts=on_host, after=self.swarm.ready if self.swarm else ()
+            f"{name}-networks",
+            settings,
+            naming,
+            self.host,
+            opts=on_host,
+            after=self.swarm.ready if self.swarm else (),
         )
         # The Docker host builds and pushes the images: it trusts the registry's CA first.
         self.registry_trust = self.host.registry_trust(naming)

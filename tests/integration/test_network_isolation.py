@@ -70,7 +70,7 @@ def declare() -> None:
     provider = pulumi_docker.Provider("iso-docker", host=settings.docker_host)
     # As the lab on one host: live-restore on (users' servers outlive an engine restart), the rules in place.
     host.engine_live_restore(naming)
-    Networks("iso-networks", settings, naming, opts=pulumi.ResourceOptions(providers={"docker": provider}))
+    Networks("iso-networks", settings, naming, host, opts=pulumi.ResourceOptions(providers={"docker": provider}))
     host.network_isolation(naming)
 
 

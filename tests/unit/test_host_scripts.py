@@ -22,6 +22,7 @@ from infra import rendering
 from infra.host import file_script, folder_scripts, lab_user_scripts, live_restore_scripts, privileged
 from infra.isolation import isolation_scripts, rules_script
 from infra.naming import Naming
+from infra.network import subnet_check_script
 from infra.settings import Settings, parse_settings
 
 pytestmark = pytest.mark.unit
@@ -58,6 +59,8 @@ def scripts(settings: Settings) -> dict[str, str]:
     lab_user, lab_user_delete = lab_user_scripts(settings)
     folders, folders_delete = folder_scripts(settings)
     worker_folders, worker_folders_delete = folder_scripts(settings, worker=True)
+    subnet_check = subnet_check_script(settings, DEV)
+    assert subnet_check is not None, "every variant has an IPv4 users' subnet"
     return {
         "lab-user": lab_user,
         "lab-user-delete": lab_user_delete,
@@ -73,6 +76,7 @@ def scripts(settings: Settings) -> dict[str, str]:
         ),
         **dict(zip(("network-isolation", "network-isolation-delete"), isolation_scripts(settings, DEV), strict=True)),
         "network-isolation-rules": rules_script(settings, DEV),
+        "subnet-check": subnet_check,
     }
 
 
