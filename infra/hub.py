@@ -7,6 +7,7 @@ through its environment, never through images, files or command lines.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from infra.hub_config import (
     HUB_API_PORT,
     LDAP_CA_PATH,
     OIDC_CA_PATH,
+    PINNED_IMAGES_ENV,
     STATE_DIR,
     krb5_conf_host_path,
     render_hub_config,
@@ -72,6 +74,14 @@ def hub_environment(settings: Settings, *, proxy_token: V, cookie_secret: V, cry
         }
         | auth_environment(settings)
         | registry_environment(settings)
+    )
+
+
+def pinned_images_env(images: Images) -> pulumi.Output[str]:
+    """Under Swarm: the notebook images pinned to the digests pushed. A new push changes it, which
+    replaces the hub, so new servers run the new images and every node runs the same."""
+    return images.pinned_notebook_images.apply(
+        lambda pinned: f"{PINNED_IMAGES_ENV}={json.dumps(pinned, sort_keys=True)}"
     )
 
 
@@ -144,6 +154,7 @@ class Hub(pulumi.ComponentResource):
             envs=[
                 *secret_env(environment),
                 *(f"{key}={value}" for key, value in hub_docker_environment(settings).items()),
+                *([pinned_images_env(images)] if settings.swarm.enabled else []),
             ],
             uploads=hub_uploads(settings, self.config_text),
             mounts=hub_mounts(settings, naming),

@@ -31,6 +31,9 @@ KRB5_CCACHE_DIR_NAME = "krb5cc"
 SWARM_KRB5_CCACHE_DIR_NAME = ".juvini-kerberos"
 SWARM_KRB5_CONF_NAME = ".juvini-krb5.conf"
 HUB_API_PORT = 8081
+#: The hub's environment variable holding the notebook images pinned to their pushed digests
+#: (JSON, name -> ``name@sha256:...``; infra.images.Images.pinned_notebook_images), under Swarm.
+PINNED_IMAGES_ENV = "JUVINI_PINNED_IMAGES"
 PROXY_PUBLIC_PORT = 8000
 PROXY_API_PORT = 8001
 PROXY_REDIRECT_PORT = 8080
@@ -110,6 +113,7 @@ def hub_config_values(settings: Settings, naming: Naming, notebook_images: dict[
         "swarm": settings.swarm.enabled,
         "placement_constraints": list(settings.swarm.placement_constraints),
         "pull_registry": settings.images.registry_server() if settings.images.pull_username is not None else None,
+        "pinned_images_env": PINNED_IMAGES_ENV,
         "allowed_images": allowed,
         "default_image": notebook_images[default_flavour],
         "name_template": f"{naming.physical('user')}-{{username}}",

@@ -91,6 +91,17 @@ def build_args(
     return args
 
 
+def pinned_references(repo_digests: dict[str, str | None]) -> dict[str, str]:
+    """Image name -> the name pinned to its pushed digest, for each image whose repoDigest is a
+    registry's (``<repository>[:tag]@sha256:...``); a local image's (its id) pins nothing."""
+    pinned = {}
+    for name, repo_digest in repo_digests.items():
+        _, at, digest = (repo_digest or "").rpartition("@")
+        if at and digest.startswith("sha256:"):
+            pinned[name] = f"{name}@{digest}"
+    return pinned
+
+
 class Images(pulumi.ComponentResource):
     """The foundation, hub, Docker API filter and notebook images, built with BuildKit in order (pushed
     only if asked)."""
@@ -132,6 +143,11 @@ class Images(pulumi.ComponentResource):
         self.hub_image_digest: pulumi.Output[str] = self.hub.repo_digest
         self.notebooks = built
         self.notebook_image_names: dict[str, str] = names
+        #: Once pushed: each notebook image's name -> that name pinned to the digest pushed
+        #: (``<name>@sha256:...``), what swarm services run; empty for images kept local.
+        self.pinned_notebook_images: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            **{names[key]: image.repo_digest for key, image in built.items()}
+        ).apply(pinned_references)
 
         # The stack output: what the lab runs (the foundation is only built on, so it is not in it).
         self.references: dict[str, pulumi.Output[str]] = (

@@ -202,6 +202,18 @@ local function require_image(image, where)
   end
 end
 
+-- A swarm service names the lab's image pinned to the digest the stack pushed
+-- (<image>@sha256:<64 hex digits>), so every node runs what was pushed: the name must be one of
+-- the lab's images; a digest only names content of that repository.
+local function require_pinnable_image(image, where)
+  image = text(image, where)
+  local name, digest = image:match("^(.+)@sha256:(%x+)$")
+  if name and #digest == 64 and not digest:find("%u") then
+    image = name
+  end
+  require_image(image, where)
+end
+
 local function require_name(name, where)
   if not name:find("^[%w][%w_.-]*$") or name:sub(1, #POLICY.namePrefix) ~= POLICY.namePrefix then
     refuse(where .. " " .. name .. " must start with " .. POLICY.namePrefix)
@@ -495,7 +507,7 @@ local function check_service_create(body)
   require_labels(s.labels, POLICY.userLabels, "the service")
   local task = fields(s.tasktemplate, "TaskTemplate", TASK)
   local spec = fields(task.containerspec, "TaskTemplate.ContainerSpec", CONTAINER_SPEC)
-  require_image(spec.image, "the image")
+  require_pinnable_image(spec.image, "the image")
   check_user(spec.user, "the service's User")
   check_cap_add(spec.capabilityadd, "TaskTemplate.ContainerSpec.CapabilityAdd")
   for index, mount in ipairs(list(spec.mounts, "TaskTemplate.ContainerSpec.Mounts")) do

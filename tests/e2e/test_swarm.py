@@ -273,6 +273,29 @@ def test_servers_spread_over_the_nodes_and_each_runs_code(swarm_lab: SwarmLab, u
         assert user.run_code("import os; print(os.getuid(), 6 * 7)").split() == [str(uid), "42"], name
 
 
+def test_servers_run_the_notebook_image_pinned_to_the_digest_pushed(
+    swarm_lab: SwarmLab, users: dict[str, LabUser]
+) -> None:
+    """Every node runs exactly what the stack pushed: the services name the digest, not the tag."""
+    pushed = next(
+        item.outputs["repo_digest"]
+        for item in swarm_lab.deployment.double.applied
+        if item.type == "docker:index/image:Image" and item.inputs["imageName"].endswith("-notebook-base:e2e-swarm")
+    )
+    digest = pushed.rpartition("@")[2]
+    assert digest.startswith("sha256:"), pushed
+    base = swarm_lab.deployment.outputs[outputs.IMAGES]["base"]
+    for service in swarm_lab.engine.services.list(filters={"label": STACK_LABEL}):
+        image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        assert image == f"{base}@{digest}", (service.name, image)
+    for name in users:
+        node = swarm_lab.bed.node(swarm_lab.node_of(name) or "")
+        (container,) = swarm_lab.bed.engine(node).containers.list(
+            filters={"label": f"com.docker.swarm.service.name=juvini-{STACK}-user-{name}"}
+        )
+        assert digest in container.attrs["Config"]["Image"], (name, container.attrs["Config"]["Image"])
+
+
 def test_the_spawn_page_says_on_which_node_and_when_a_node_fetches_the_image(
     swarm_lab: SwarmLab, users: dict[str, LabUser]
 ) -> None:
@@ -312,6 +335,8 @@ calls = {
     "bind /": lambda: service("-root", mounts=[Mount("/host", "/", type="bind")]),
     "cap SYS_ADMIN": lambda: service("-caps", cap_add=["SYS_ADMIN"]),
     "foreign image": lambda: service("-image", image=spec["foreign_image"]),
+    "foreign image pinned": lambda: service("-pinned", image=spec["foreign_image"] + "@sha256:" + "a" * 64),
+    "a lab image, its digest spoiled": lambda: service("-spoiled", image=spec["image"] + "@sha256:" + "A" * 64),
     "the join tokens": lambda: api.inspect_swarm(),
     "promote a node": lambda: api.update_node(node["ID"], node["Version"]["Index"], dict(node["Spec"], Role="manager")),
     "list the nodes": lambda: api.nodes(),
@@ -366,6 +391,8 @@ def test_the_hub_s_docker_access_lets_only_the_swarm_spawner_s_calls_through(
         "bind /": "binds /, which is not one of the lab's folders",
         "cap SYS_ADMIN": "CapabilityAdd adds SYS_ADMIN",
         "foreign image": "is not one of the lab's images",
+        "foreign image pinned": "is not one of the lab's images",
+        "a lab image, its digest spoiled": "is not one of the lab's images",
         "the join tokens": "GET /swarm is not a call the lab's spawner makes",
         "promote a node": "/update is not a call the lab's spawner makes",
         "list the nodes": "GET /nodes is not a call the lab's spawner makes",

@@ -14,6 +14,7 @@ aliases can be checked against them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,6 +147,15 @@ class ProgramFailed(Exception):
         self.registrations = registrations
 
 
+def _mock_repo_digest(name: str, inputs: dict[str, Any]) -> str:
+    """What pulumi-docker reports as an image's repoDigest: a pushed image's ``<repository>@sha256:...``,
+    a local image's id."""
+    if inputs.get("skipPush") is False:
+        repository = str(inputs["imageName"]).rpartition(":")[0]
+        return f"{repository}@sha256:{hashlib.sha256(name.encode()).hexdigest()}"
+    return MOCK_IMAGE_ID.format(name=name)
+
+
 class LabMocks(pulumi.runtime.Mocks):
     """Deterministic provider outputs for what the program reads back."""
 
@@ -157,7 +167,7 @@ class LabMocks(pulumi.runtime.Mocks):
         self.inputs[(args.typ, args.name)] = dict(args.inputs)
         outputs = _unwrap(dict(args.inputs))
         if args.typ == "docker:index/image:Image":
-            outputs |= {"repo_digest": MOCK_IMAGE_ID.format(name=args.name)}
+            outputs |= {"repo_digest": _mock_repo_digest(args.name, outputs)}
         elif args.typ == "random:index/randomBytes:RandomBytes":
             outputs |= {"hex": f"{args.name}-hex".encode().hex()[:64].ljust(64, "0"), "base64": "bW9jaw=="}
         elif args.typ == "tls:index/privateKey:PrivateKey":

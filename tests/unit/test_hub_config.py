@@ -9,6 +9,7 @@ where it matters on what JupyterHub, DockerSpawner or the authenticator make of 
 from __future__ import annotations
 
 import inspect
+import json
 import ssl
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from infra.hub_config import (
     HUB_HOME,
     LDAP_CA_PATH,
     OIDC_CA_PATH,
+    PINNED_IMAGES_ENV,
     STATE_DIR,
     krb5_conf_host_path,
     render_hub_config,
@@ -46,7 +48,7 @@ from infra.settings import NOTEBOOK_FLAVOURS, LabUserSettings, Settings, memory_
 from infra.shares import volume_name
 from juvini_hub.auth import JuviniLDAPAuthenticator
 from juvini_hub.oidc import JuviniOIDCAuthenticator
-from juvini_hub.spawner import JuviniDockerSpawner
+from juvini_hub.spawner import JuviniDockerSpawner, JuviniSwarmSpawner
 
 pytestmark = pytest.mark.unit
 
@@ -928,6 +930,14 @@ def test_rendered_file_has_no_undefined_or_unused_names(load: Load, variant: str
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_pinned_images_come_from_the_hubs_environment(load: Load, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert option(load(variant="swarm").config, JuviniSwarmSpawner, "pinned_images") == {}
+    pinned = {"r/lab/base:1": f"r/lab/base:1@sha256:{'ab' * 32}"}
+    monkeypatch.setenv(PINNED_IMAGES_ENV, json.dumps(pinned))
+    assert option(load(variant="swarm").config, JuviniSwarmSpawner, "pinned_images") == pinned
+    assert "pinned_images" not in load(variant="native").text
 
 
 def test_the_pull_login_comes_from_the_hubs_environment_never_from_the_file(load: Load) -> None:

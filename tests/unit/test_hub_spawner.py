@@ -1375,6 +1375,38 @@ def test_progress_of_a_swarm_service(engine: FakeEngine, tmp_path: Path) -> None
     assert "jupyter-alice" in engine.services
 
 
+def test_a_swarm_service_runs_the_image_pinned_to_its_pushed_digest(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.task_states = [("running", "running", "n2")]
+    spawner = swarm_spawner(tmp_path)
+    spawner.task_poll_interval = 0.05
+    pinned = f"{BASE_IMAGE}@sha256:{'ab' * 32}"
+    spawner.pinned_images = {BASE_IMAGE: pinned, "other:1": f"other:1@sha256:{'cd' * 32}"}
+    configured = dict(spawner.extra_container_spec)
+    events, failure = asyncio.run(follow_start(spawner))
+    assert failure is None, failure
+    assert engine.services["jupyter-alice"]["Image"]["ContainerSpec"]["Image"] == pinned
+    assert spawner.extra_container_spec == configured, "the pin is the start's own, not left in the config"
+    assert spawner.image == BASE_IMAGE, "the hub still records the image the user chose"
+    assert f"Service created from {BASE_IMAGE}" in messages(events), "the user reads the image's name"
+
+
+def test_a_swarm_service_of_an_image_not_pinned_runs_it_by_name(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.task_states = [("running", "running", "n2")]
+    spawner = swarm_spawner(tmp_path)
+    spawner.task_poll_interval = 0.05
+    spawner.pinned_images = {"other:1": f"other:1@sha256:{'cd' * 32}"}
+    _, failure = asyncio.run(follow_start(spawner))
+    assert failure is None, failure
+    assert engine.services["jupyter-alice"]["Image"]["ContainerSpec"]["Image"] == BASE_IMAGE
+
+
+def test_a_pin_of_another_image_or_without_a_digest_is_refused(tmp_path: Path) -> None:
+    spawner = swarm_spawner(tmp_path)
+    for wrong in ({BASE_IMAGE: f"other:1@sha256:{'ab' * 32}"}, {BASE_IMAGE: BASE_IMAGE}):
+        with pytest.raises(TraitError, match=r"must be .*@sha256:<digest>"):
+            spawner.pinned_images = wrong
+
+
 def test_a_swarm_task_the_node_rejects_fails_the_start_at_once_with_why(engine: FakeEngine, tmp_path: Path) -> None:
     engine.task_states = [("pending", "running", None), ("rejected", "shutdown", "n3")]
     spawner = swarm_spawner(tmp_path)

@@ -319,3 +319,29 @@ def test_without_a_registry_ca_or_pull_login_nothing_is_written_and_the_check_pu
     check = named(swarm, "manager-registry-check")
     assert not check.inputs.get("stdin")
     assert "JUVINI_REGISTRY_PULL" not in json.dumps(swarm.named("juvini-dev-hub-hub").inputs["envs"])
+
+
+def test_the_hub_gets_the_notebook_images_pinned_to_the_digests_pushed(swarm: ProgramRun) -> None:
+    hub = swarm.named("juvini-dev-hub-hub")
+    (line,) = [env for env in hub.inputs["envs"] if env.startswith("JUVINI_PINNED_IMAGES=")]
+    pinned = json.loads(line.partition("=")[2])
+    notebooks = {
+        item.inputs["imageName"]: item
+        for item in swarm.registrations
+        if item.type == "docker:index/image:Image" and "-notebook-" in item.inputs["imageName"]
+    }
+    assert set(pinned) == set(notebooks)
+    for name, reference in pinned.items():
+        repository, _, digest = reference.partition("@")
+        assert repository == name and len(digest) == len("sha256:") + 64, reference
+
+
+def test_images_kept_on_one_host_pin_nothing() -> None:
+    from infra.images import pinned_references
+
+    assert pinned_references({"lab/base:1": "sha256:0123"}) == {}, "a local image's id is no registry digest"
+    assert pinned_references({"lab/base:1": None}) == {}
+    digest = "sha256:" + "ab" * 32
+    assert pinned_references({"r:5000/lab/base:1": f"r:5000/lab/base@{digest}"}) == {
+        "r:5000/lab/base:1": f"r:5000/lab/base:1@{digest}"
+    }

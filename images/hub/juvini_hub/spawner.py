@@ -779,6 +779,33 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
         "create --with-registry-auth` does.",
     ).tag(config=True)
 
+    pinned_images = Dict(
+        {},
+        help="Image name -> that image pinned to the digest the stack pushed (name@sha256:...): the "
+        "service runs the pinned one, so every node runs the same image and a node that has it "
+        "starts the server without asking the registry. An image not listed runs by its name.",
+    ).tag(config=True)
+
+    @validate("pinned_images")
+    def _pins_are_digests(self, proposal: Any) -> dict[str, str]:
+        pinned = dict(proposal["value"])
+        for name, reference in pinned.items():
+            if reference.rpartition("@sha256:")[0] != name:
+                raise TraitError(f"pinned_images[{name!r}] must be {name}@sha256:<digest>; got {reference!r}")
+        return pinned
+
+    async def create_object(self) -> Any:
+        """The service, running the chosen image pinned to its pushed digest when the stack pinned it."""
+        configured: dict[str, Any] = self.extra_container_spec  # type: ignore[has-type]
+        pinned = self.pinned_images.get(self.image)
+        if pinned:
+            # SwarmSpawner puts self.image in the container spec, then the extra spec over it.
+            self.extra_container_spec = {**configured, "image": pinned}
+        try:
+            return await super().create_object()
+        finally:
+            self.extra_container_spec = configured
+
     @validate("pull_login")
     def _pull_login_complete(self, proposal: Any) -> dict[str, str]:
         login = dict(proposal["value"])
