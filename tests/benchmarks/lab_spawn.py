@@ -88,9 +88,10 @@ from infra.images import build_order, context_path  # noqa: E402
 from infra.naming import Naming  # noqa: E402
 from infra.settings import parse_settings  # noqa: E402
 from infra.settings.base import memory_bytes  # noqa: E402
-from tests.e2e.conftest import _free_port, remove_stack_objects  # noqa: E402
+from tests.e2e.conftest import remove_stack_objects  # noqa: E402
 from tests.support.images import SIZE_GOALS, chain_build_args, image_id  # noqa: E402
 from tests.support.lab_client import LabUser, wait_for  # noqa: E402
+from tests.support.local_stack import free_port, lab_paths  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import (  # noqa: E402
     PHASES,
@@ -151,12 +152,7 @@ def dev_stack_config(root: Path, port: int, server_lifetime: float) -> tuple[dic
         if key.startswith("juvini:")
     }
     changes = []
-    config["paths"] = {
-        "sharedDir": str(root / "shared"),
-        "tlsDir": str(root / "ssl"),
-        "usersDir": str(root / "users"),
-        "hubStateDir": str(root / "hub"),
-    }
+    config["paths"] = lab_paths(root)
     changes.append(f"paths.*: under {root}")
     config.setdefault("hub", {})["httpsPort"] = port
     changes.append(f"hub.httpsPort: {port}")
@@ -495,7 +491,7 @@ def reference_deployment(
             "c.JupyterHub.db_url = 'sqlite:////tmp/jupyterhub.sqlite'",
         ]
     )
-    port = _free_port()
+    port = free_port()
     container = client.containers.create(
         hub_image,
         command=["jupyterhub", "-f", "/tmp/reference_config.py"],
@@ -811,7 +807,7 @@ def main() -> None:
     lifetime = spawn_deadline + args.idle_seconds + ROUND_MARGIN_SECONDS
     root = Path(tempfile.mkdtemp(prefix="juvini-bench-", dir="/var/tmp"))
     root.chmod(0o755)
-    config, changes = dev_stack_config(root, _free_port(), lifetime)
+    config, changes = dev_stack_config(root, free_port(), lifetime)
     settings = parse_settings(config)
     print(f"lab_spawn benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine_summary()}")
     print("Juvini: the dev stack's settings (Pulumi.dev.yaml), changed only in:")

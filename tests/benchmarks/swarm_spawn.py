@@ -71,8 +71,9 @@ from tests.benchmarks.lab_spawn import (  # noqa: E402
     spawn_one,
 )
 from tests.e2e import test_swarm  # noqa: E402
-from tests.e2e.conftest import SSH_KEY, _free_port, remove_stack_objects  # noqa: E402
+from tests.e2e.conftest import remove_stack_objects  # noqa: E402
 from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for  # noqa: E402
+from tests.support.local_stack import SSH_KEY, free_port, lab_paths, local_host  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import percentile  # noqa: E402
 
@@ -114,13 +115,8 @@ OVERHEAD_NOT_CAPACITY = (
 def single_host_config(root: Path, port: int) -> dict[str, Any]:
     """The single-host lab: the swarm lab's limits and image (test_swarm), on this machine's engine."""
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "usersDir": str(root / "users"),
-            "sharedDir": str(root / "shared"),
-            "hubStateDir": str(root / "hub"),
-            "tlsDir": str(root / "ssl"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root),
         "images": {
             "baseImage": test_swarm.BASE_IMAGE,
             "extraCaBundle": "/usr/local/share/ca-certificates",
@@ -249,7 +245,7 @@ def single_host_lab() -> Iterator[LabUnderTest]:
     tagged: list[str] = []
     started = time.perf_counter()
     try:
-        deployment = bring_up(single_host_config(root, _free_port()), stack=SINGLE_HOST_STACK)
+        deployment = bring_up(single_host_config(root, free_port()), stack=SINGLE_HOST_STACK)
         try:
             up_seconds = time.perf_counter() - started
             tagged += [Naming(PROJECT, SINGLE_HOST_STACK).image("foundation", TAG)]

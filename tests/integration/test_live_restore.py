@@ -14,12 +14,12 @@ import pytest
 from infra.host import DAEMON_JSON, LIVE_RESTORE_MARKERS, Host
 from infra.naming import Naming
 from infra.settings import load_settings
+from tests.support.local_stack import local_host
 from tests.support.provider_double import apply
 
 pytestmark = pytest.mark.integration
 
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
-CONFIG = {"host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)}}
+CONFIG = {"host": local_host()}
 
 
 def live_restore() -> bool:
