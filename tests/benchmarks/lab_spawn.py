@@ -424,6 +424,28 @@ def long_lived_token(user: LabUser, hours: float = 8) -> str:
     return str(created.json()["token"])
 
 
+def admin_target(
+    name: str, url: str, ca_file: str, deployment_outputs: dict[str, Any], stack: str, spawn_deadline: float
+) -> Target:
+    """A lab brought up by the provider double as a Target: its hub's admin signed up and logged in,
+    with a token that outlasts the run."""
+    admin = LabUser(base_url=url, ca_file=ca_file, name="admin")
+    admin.sign_up()
+    admin.log_in()
+    admin.token = long_lived_token(admin)
+    return Target(
+        name,
+        admin.api,
+        {
+            "hub": deployment_outputs[outputs.HUB_CONTAINER],
+            "proxy": deployment_outputs[outputs.PROXY_CONTAINER],
+        },
+        deployment_outputs[outputs.HUB_CONTAINER],
+        Naming(PROJECT, stack).physical("user"),
+        spawn_deadline,
+    )
+
+
 # --- the reference ---------------------------------------------------------------------------
 
 
@@ -843,29 +865,15 @@ def main() -> None:
         ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE])
         url = deployment.outputs[outputs.HUB_URL]
         wait_for("the lab", lambda: requests.get(url + "hub/health", verify=str(ca_file), timeout=5).ok, 180)
-        admin = LabUser(base_url=url, ca_file=str(ca_file), name="admin")
-        admin.sign_up()
-        admin.log_in()
-        admin.token = long_lived_token(admin)
+        lab_target = admin_target("juvini", url, str(ca_file), deployment.outputs, STACK, spawn_deadline)
         reference_url, reference_token = reference_deployment(client, images["hub"], reference_images, settings)
 
         def reference_api(method: str, path: str, **kwargs: Any) -> requests.Response:
             headers = {"Authorization": f"token {reference_token}"}
             return requests.request(method, reference_url + path, headers=headers, timeout=60, **kwargs)
 
-        naming = Naming(PROJECT, STACK)
         targets = [
-            Target(
-                "juvini",
-                admin.api,
-                {
-                    "hub": deployment.outputs[outputs.HUB_CONTAINER],
-                    "proxy": deployment.outputs[outputs.PROXY_CONTAINER],
-                },
-                deployment.outputs[outputs.HUB_CONTAINER],
-                naming.physical("user"),
-                spawn_deadline,
-            ),
+            lab_target,
             Target(
                 "reference",
                 reference_api,
