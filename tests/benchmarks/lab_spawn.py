@@ -90,7 +90,7 @@ from infra.settings import parse_settings  # noqa: E402
 from infra.settings.base import memory_bytes  # noqa: E402
 from tests.e2e.conftest import remove_stack_objects  # noqa: E402
 from tests.support.images import SIZE_GOALS, chain_build_args, image_id  # noqa: E402
-from tests.support.lab_client import LabUser, wait_for  # noqa: E402
+from tests.support.lab_client import LabUser, new_api_token, wait_for  # noqa: E402
 from tests.support.local_stack import free_port, lab_paths  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import (  # noqa: E402
@@ -411,19 +411,6 @@ def stop(client: docker.DockerClient, target: Target, names: list[str], running:
     result.stop_phases = [stop_phases(delete_at, found[user]) for user in running]
 
 
-def long_lived_token(user: LabUser, hours: float = 8) -> str:
-    """A token of ``user`` (logged in) that outlasts the run; log_in's lasts an hour."""
-    xsrf = user.session.cookies.get("_xsrf") or ""
-    created = user.session.post(
-        user.url(f"hub/api/users/{user.name}/tokens"),
-        json={"note": "lab_spawn benchmark", "expires_in": int(hours * 3600)},
-        headers={"X-XSRFToken": xsrf},
-        timeout=30,
-    )
-    created.raise_for_status()
-    return str(created.json()["token"])
-
-
 def admin_target(
     name: str, url: str, ca_file: str, deployment_outputs: dict[str, Any], stack: str, spawn_deadline: float
 ) -> Target:
@@ -432,7 +419,8 @@ def admin_target(
     admin = LabUser(base_url=url, ca_file=ca_file, name="admin")
     admin.sign_up()
     admin.log_in()
-    admin.token = long_lived_token(admin)
+    # A token that outlasts the run (log_in's lasts an hour).
+    admin.token = new_api_token(admin.session, url, admin.name, "lab_spawn benchmark", expires_in=8 * 3600)
     return Target(
         name,
         admin.api,

@@ -43,7 +43,7 @@ from infra.flavours import BY_NAME as FLAVOURS
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
 from tests.integration.test_cifs import kernel_cifs_support
 from tests.support import peers
-from tests.support.lab_client import LabUser, wait_for
+from tests.support.lab_client import LabUser, new_api_token, wait_for
 from tests.support.local_stack import free_port
 from tests.support.peers import ALICE, BOB, CAROL, REALM, TEAM_FILE, TEAM_FILE_TEXT, TEAM_SHARE, Peer
 from tests.support.provider_double import bring_up
@@ -290,20 +290,14 @@ def log_in(ad_lab: EnterpriseLab, typed: str, password: str) -> LabUser:
     me = session.get(ad_lab.url + "hub/api/user", headers=headers, timeout=30)
     me.raise_for_status()
     name = me.json()["name"]
-    created = session.post(
-        ad_lab.url + f"hub/api/users/{name}/tokens",
-        json={"note": "e2e-ad", "expires_in": 3600},
-        headers=headers,
-        timeout=30,
-    )
-    created.raise_for_status()
+    token = new_api_token(session, ad_lab.url, name, "e2e-ad")
     return LabUser(
         base_url=ad_lab.url,
         ca_file=ad_lab.lab.ca_file,
         name=name,
         password=password,
         session=session,
-        token=created.json()["token"],
+        token=token,
     )
 
 

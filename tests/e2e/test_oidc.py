@@ -33,7 +33,7 @@ from infra.flavours import BY_NAME as FLAVOURS
 from infra.settings import parse_settings
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
 from tests.support import peers
-from tests.support.lab_client import LabUser, wait_for
+from tests.support.lab_client import LabUser, new_api_token, wait_for
 from tests.support.local_stack import free_port
 from tests.support.peers import ALICE, BOB, CAROL, Account, Peer
 from tests.support.provider_double import bring_up
@@ -207,14 +207,8 @@ def lab_user(oidc_lab: OidcLab, login: Login) -> LabUser:
     me = session.get(oidc_lab.url + "hub/api/user", headers=headers, timeout=30)
     me.raise_for_status()
     name = me.json()["name"]
-    created = session.post(
-        oidc_lab.url + f"hub/api/users/{name}/tokens",
-        json={"note": STACK, "expires_in": 3600},
-        headers=headers,
-        timeout=30,
-    )
-    created.raise_for_status()
-    return LabUser(base_url=oidc_lab.url, ca_file=oidc_lab.lab.ca_file, name=name, token=created.json()["token"])
+    token = new_api_token(session, oidc_lab.url, name, STACK)
+    return LabUser(base_url=oidc_lab.url, ca_file=oidc_lab.lab.ca_file, name=name, token=token)
 
 
 @pytest.fixture(scope="module")
