@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from infra.settings.base import (
-    PEM_CERT,
     HostnameOrIp,
+    PemCertificate,
     Port,
     Problem,
     Section,
@@ -68,7 +68,7 @@ class LdapSettings(Section):
     tls_strategy: LdapTls = Field(
         default=LdapTls.STARTTLS, description="insecure, before_bind (StartTLS) or on_connect (LDAPS)."
     )
-    ca_certificate: str | None = Field(
+    ca_certificate: PemCertificate | None = Field(
         default=None, description="PEM CA certificate that signs the LDAP server's certificate."
     )
     bind_dn_template: list[str] = Field(
@@ -99,13 +99,6 @@ class LdapSettings(Section):
     group_name_attribute: str = Field(
         default="cn", pattern=r"^[A-Za-z][A-Za-z0-9-]*$", description="Attribute of a group entry naming its hub group."
     )
-
-    @field_validator("ca_certificate")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is not None and not PEM_CERT.search(value):
-            raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
-        return value
 
     @field_validator("bind_dn_template")
     @classmethod
@@ -199,7 +192,7 @@ class OidcSettings(Section):
     admin_groups: list[str] = Field(
         default=[], description="Groups (from groupsClaim) whose members are hub admins (and may always log in)."
     )
-    ca_certificate: str | None = Field(
+    ca_certificate: PemCertificate | None = Field(
         default=None,
         description="PEM CA certificate that signs the provider's certificate; the hub then trusts only it for the "
         "provider. Unset: the hub's system trust store (with images.extraCaBundle).",
@@ -237,13 +230,6 @@ class OidcSettings(Section):
         if "openid" not in scopes:
             raise ValueError("must hold openid: without it the provider does not answer as an OpenID provider")
         return list(dict.fromkeys(scopes))
-
-    @field_validator("ca_certificate")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is not None and not PEM_CERT.search(value):
-            raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
-        return value
 
     def problems(self) -> list[Problem]:
         """What login with these settings lacks or would ignore (keys relative to ``oidc``)."""

@@ -96,6 +96,12 @@ def _docker_memory(value: str) -> str:
     return value
 
 
+def _pem_certificate(value: str) -> str:
+    if not PEM_CERT.search(value):
+        raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
+    return value
+
+
 def _username(value: str) -> str:
     value = value.strip().lower()
     if not re.fullmatch(r"[a-z0-9][a-z0-9._@-]{0,63}", value):
@@ -107,6 +113,8 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 HostnameOrIp = Annotated[str, AfterValidator(hostname_or_ip)]
 DockerMemory = Annotated[str, AfterValidator(_docker_memory)]
 Username = Annotated[str, AfterValidator(_username)]
+#: A text holding a PEM certificate (a chain or a CA may hold more than one).
+PemCertificate = Annotated[str, AfterValidator(_pem_certificate)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

@@ -30,6 +30,22 @@ def _ssh_host_key(value: str) -> str:
 
 
 SshHostKey = Annotated[str, AfterValidator(_ssh_host_key)]
+#: A POSIX user or group name (the SSH users of the nodes, the lab user and its groups).
+PosixName = Annotated[str, Field(pattern=POSIX_USER.pattern)]
+
+
+def _each_once(items: list[str]) -> list[str]:
+    twice = sorted({item for item in items if items.count(item) > 1})
+    if twice:
+        raise ValueError(f"lists {twice} more than once")
+    return items
+
+
+def _needless_sudo(use_sudo: bool, ssh_user: str, user_key: str) -> list[Problem]:
+    """useSudo for root: the key that names the SSH user as the message shows it (``host.sshUser``)."""
+    if use_sudo and ssh_user == "root":
+        return [Problem("useSudo", True, f"only for a non-root {user_key}; root needs no sudo")]
+    return []
 
 
 class HostSettings(Section):
@@ -37,9 +53,8 @@ class HostSettings(Section):
 
     address: HostnameOrIp = Field(default="127.0.0.1", description="SSH address of the Docker host the lab runs on.")
     ssh_port: Port = Field(default=22, description="SSH port of the Docker host.")
-    ssh_user: str = Field(
+    ssh_user: PosixName = Field(
         default="root",
-        pattern=POSIX_USER.pattern,
         description="SSH user for host commands. A non-root user needs passwordless sudo (set useSudo).",
     )
     ssh_private_key: SecretStr | None = Field(
@@ -65,9 +80,7 @@ class HostSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> HostSettings:
-        problems = []
-        if self.use_sudo and self.ssh_user == "root":
-            problems.append(Problem("useSudo", True, "only for a non-root host.sshUser; root needs no sudo"))
+        problems = _needless_sudo(self.use_sudo, self.ssh_user, "host.sshUser")
         if self.ssh_private_key is not None and self.ssh_private_key_file is not None:
             problems.append(
                 Problem(
@@ -95,14 +108,13 @@ class HostSettings(Section):
 class LabUserSettings(Section):
     """The host account whose uid/gid containers run as, so persisted files belong to the host too."""
 
-    name: str = Field(default="labuser", pattern=POSIX_USER.pattern, description="Host user and group name.")
+    name: PosixName = Field(default="labuser", description="Host user and group name.")
     uid: int = Field(default=2100, ge=1000, le=60000, description="User id on the host and inside notebook containers.")
     gid: int = Field(
         default=2100, ge=1000, le=60000, description="Group id on the host and inside notebook containers."
     )
-    docker_group: str = Field(
+    docker_group: PosixName = Field(
         default="docker",
-        pattern=POSIX_USER.pattern,
         description="Host group granting Docker access; the lab user joins it.",
     )
 
@@ -195,19 +207,11 @@ GroupName = Annotated[str, AfterValidator(_group_name)]
 class FolderSettings(Section):
     """Folders beside each user's own and the lab-wide shared one."""
 
-    groups: list[GroupName] = Field(
+    groups: Annotated[list[GroupName], AfterValidator(_each_once)] = Field(
         default=[],
         description="Hub groups (LDAP groups with auth.ldap.groupSearchBase, or groups an admin manages) that "
         "get a shared folder <paths.groupsDir>/<group>, mounted at ~/shared-groups/<group> in members' servers.",
     )
-
-    @field_validator("groups")
-    @classmethod
-    def _unique(cls, groups: list[str]) -> list[str]:
-        twice = sorted({group for group in groups if groups.count(group) > 1})
-        if twice:
-            raise ValueError(f"lists {twice} more than once")
-        return groups
 
 
 #: The users' network when the stack sets none: private, and outside the pools the engine hands
@@ -258,7 +262,7 @@ class NetworkSettings(Section):
         "holds the gateway (first address), the hub (second) and the proxy (third), its upper half users' "
         "servers. Each stack on one Docker host needs its own.",
     )
-    egress: list[EgressCidr] = Field(
+    egress: Annotated[list[EgressCidr], AfterValidator(_each_once)] = Field(
         default=[OPEN_EGRESS],
         description="Where users' servers may open connections outside the lab (IPv4 CIDRs; include DNS "
         "servers): 0.0.0.0/0 is anywhere, [] nowhere. The lab's own networks and the Docker host are never "
@@ -279,14 +283,6 @@ class NetworkSettings(Section):
                 "its upper half users' servers"
             )
         return value
-
-    @field_validator("egress")
-    @classmethod
-    def _egress_once(cls, egress: list[str]) -> list[str]:
-        twice = sorted({cidr for cidr in egress if egress.count(cidr) > 1})
-        if twice:
-            raise ValueError(f"lists {twice} more than once")
-        return egress
 
     @property
     def open_egress(self) -> bool:
@@ -425,9 +421,8 @@ class SwarmWorkerSettings(Section):
     )
     address: HostnameOrIp = Field(description="SSH address of the worker.")
     ssh_port: Port = Field(default=22, description="SSH port of the worker.")
-    ssh_user: str = Field(
+    ssh_user: PosixName = Field(
         default="root",
-        pattern=POSIX_USER.pattern,
         description="SSH user for the worker's host commands; a non-root user needs useSudo.",
     )
     ssh_private_key: SecretStr | None = Field(
@@ -450,8 +445,7 @@ class SwarmWorkerSettings(Section):
 
     @model_validator(mode="after")
     def _sudo_for_non_root(self) -> SwarmWorkerSettings:
-        if self.use_sudo and self.ssh_user == "root":
-            refuse([Problem("useSudo", True, "only for a non-root sshUser; root needs no sudo")])
+        refuse(_needless_sudo(self.use_sudo, self.ssh_user, "sshUser"))
         return self
 
     def effective_advertise_address(self) -> str | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from infra import flavours
 from infra.settings.base import (
@@ -50,12 +50,17 @@ def lab_environment_problems(environment: dict[str, str], key: str) -> list[Prob
     return problems
 
 
-def environment_names(env: dict[str, str]) -> dict[str, str]:
-    """A field validator: every name of ``env`` is an environment variable name."""
+def _environment_names(env: dict[str, str]) -> dict[str, str]:
     bad = [name for name in env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
     if bad:
         raise ValueError(f"{bad} are not environment variable names ([A-Za-z_][A-Za-z0-9_]*)")
     return env
+
+
+#: Extra environment variables for users' servers (spawner.environment, a profile's): each name a
+#: variable name. Which names the lab sets itself is checked by the section (lab_environment_problems),
+#: with its other keys, so that every problem is reported together.
+ServerEnvironment = Annotated[dict[str, str], AfterValidator(_environment_names)]
 
 
 class HubSettings(Section):
@@ -124,7 +129,7 @@ class SpawnerSettings(Section):
         description="Seconds of inactivity before a server is culled; 0 disables culling.",
     )
     cull_every: int = Field(default=300, ge=10, le=86400, description="Seconds between idle-culler passes.")
-    environment: dict[str, str] = Field(
+    environment: ServerEnvironment = Field(
         default={},
         description="Extra environment variables for users' servers; not those the lab sets itself "
         "(e.g. SPARK_DRIVER_MEMORY, PIP_USER, KRB5CCNAME, JUPYTERHUB_*, JPY_*, JUVINI_*).",
@@ -158,11 +163,6 @@ class SpawnerSettings(Section):
         if len(set(images)) != len(images):
             raise ValueError(f"{images} lists an image twice")
         return images
-
-    @field_validator("environment")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        return environment_names(env)
 
     @model_validator(mode="after")
     def _consistent(self) -> SpawnerSettings:

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from infra import flavours
 from infra.settings.base import DockerMemory, Problem, Section, Username, refuse
-from infra.settings.hub import environment_names, lab_environment_problems
+from infra.settings.hub import ServerEnvironment, lab_environment_problems
 
 if TYPE_CHECKING:
     from infra.settings.hub import SpawnerSettings
@@ -72,7 +72,7 @@ class ProfileSettings(Section):
     mem_limit: DockerMemory | None = Field(
         default=None, description="Memory the server may use (Docker units: 512m, 4g); spawner.memLimit when unset."
     )
-    environment: dict[str, str] = Field(
+    environment: ServerEnvironment = Field(
         default={},
         description="Extra environment variables, over spawner.environment; not those the lab sets itself.",
     )
@@ -90,11 +90,6 @@ class ProfileSettings(Section):
                 "must be a short name: lower-case letters, digits and '-' (not first or last), at most 32 characters"
             )
         return value
-
-    @field_validator("environment")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        return environment_names(env)
 
     @model_validator(mode="after")
     def _environment(self) -> ProfileSettings:

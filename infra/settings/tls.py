@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from infra.settings.base import PEM_CERT, Problem, Section, explicit, refuse
+from infra.settings.base import PemCertificate, Problem, Section, explicit, refuse
 
 _DNS_SAN = re.compile(
     r"^(?:\*\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
@@ -46,11 +46,13 @@ class TlsSettings(Section):
         default=365, ge=1, le=3650, description="Validity of the generated server certificate, in days."
     )
     ca_validity_days: int = Field(default=3650, ge=1, le=7300, description="Validity of the generated CA, in days.")
-    certificate: str | None = Field(default=None, description="provided mode: PEM server certificate (with chain).")
+    certificate: PemCertificate | None = Field(
+        default=None, description="provided mode: PEM server certificate (with chain)."
+    )
     private_key: SecretStr | None = Field(
         default=None, description="provided mode: PEM private key of the certificate. Secret."
     )
-    ca_certificate: str | None = Field(
+    ca_certificate: PemCertificate | None = Field(
         default=None, description="provided mode: PEM CA certificate users should trust."
     )
 
@@ -74,13 +76,6 @@ class TlsSettings(Section):
         if bad:
             raise ValueError(f"{bad} are not IP addresses")
         return addresses
-
-    @field_validator("certificate", "ca_certificate")
-    @classmethod
-    def _pem_certificate(cls, value: str | None) -> str | None:
-        if value is not None and not PEM_CERT.search(value):
-            raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
-        return value
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> TlsSettings:

@@ -88,9 +88,10 @@ from infra.images import build_order, context_path  # noqa: E402
 from infra.naming import Naming  # noqa: E402
 from infra.settings import parse_settings  # noqa: E402
 from infra.settings.base import memory_bytes  # noqa: E402
-from tests.e2e.conftest import _free_port, remove_stack_objects  # noqa: E402
+from tests.e2e.conftest import remove_stack_objects  # noqa: E402
 from tests.support.images import SIZE_GOALS, chain_build_args, image_id  # noqa: E402
-from tests.support.lab_client import LabUser, wait_for  # noqa: E402
+from tests.support.lab_client import LabUser, new_api_token, wait_for  # noqa: E402
+from tests.support.local_stack import free_port, lab_paths  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import (  # noqa: E402
     PHASES,
@@ -151,12 +152,7 @@ def dev_stack_config(root: Path, port: int, server_lifetime: float) -> tuple[dic
         if key.startswith("juvini:")
     }
     changes = []
-    config["paths"] = {
-        "sharedDir": str(root / "shared"),
-        "tlsDir": str(root / "ssl"),
-        "usersDir": str(root / "users"),
-        "hubStateDir": str(root / "hub"),
-    }
+    config["paths"] = lab_paths(root)
     changes.append(f"paths.*: under {root}")
     config.setdefault("hub", {})["httpsPort"] = port
     changes.append(f"hub.httpsPort: {port}")
@@ -415,17 +411,27 @@ def stop(client: docker.DockerClient, target: Target, names: list[str], running:
     result.stop_phases = [stop_phases(delete_at, found[user]) for user in running]
 
 
-def long_lived_token(user: LabUser, hours: float = 8) -> str:
-    """A token of ``user`` (logged in) that outlasts the run; log_in's lasts an hour."""
-    xsrf = user.session.cookies.get("_xsrf") or ""
-    created = user.session.post(
-        user.url(f"hub/api/users/{user.name}/tokens"),
-        json={"note": "lab_spawn benchmark", "expires_in": int(hours * 3600)},
-        headers={"X-XSRFToken": xsrf},
-        timeout=30,
+def admin_target(
+    name: str, url: str, ca_file: str, deployment_outputs: dict[str, Any], stack: str, spawn_deadline: float
+) -> Target:
+    """A lab brought up by the provider double as a Target: its hub's admin signed up and logged in,
+    with a token that outlasts the run."""
+    admin = LabUser(base_url=url, ca_file=ca_file, name="admin")
+    admin.sign_up()
+    admin.log_in()
+    # A token that outlasts the run (log_in's lasts an hour).
+    admin.token = new_api_token(admin.session, url, admin.name, "lab_spawn benchmark", expires_in=8 * 3600)
+    return Target(
+        name,
+        admin.api,
+        {
+            "hub": deployment_outputs[outputs.HUB_CONTAINER],
+            "proxy": deployment_outputs[outputs.PROXY_CONTAINER],
+        },
+        deployment_outputs[outputs.HUB_CONTAINER],
+        Naming(PROJECT, stack).physical("user"),
+        spawn_deadline,
     )
-    created.raise_for_status()
-    return str(created.json()["token"])
 
 
 # --- the reference ---------------------------------------------------------------------------
@@ -495,7 +501,7 @@ def reference_deployment(
             "c.JupyterHub.db_url = 'sqlite:////tmp/jupyterhub.sqlite'",
         ]
     )
-    port = _free_port()
+    port = free_port()
     container = client.containers.create(
         hub_image,
         command=["jupyterhub", "-f", "/tmp/reference_config.py"],
@@ -811,7 +817,7 @@ def main() -> None:
     lifetime = spawn_deadline + args.idle_seconds + ROUND_MARGIN_SECONDS
     root = Path(tempfile.mkdtemp(prefix="juvini-bench-", dir="/var/tmp"))
     root.chmod(0o755)
-    config, changes = dev_stack_config(root, _free_port(), lifetime)
+    config, changes = dev_stack_config(root, free_port(), lifetime)
     settings = parse_settings(config)
     print(f"lab_spawn benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine_summary()}")
     print("Juvini: the dev stack's settings (Pulumi.dev.yaml), changed only in:")
@@ -847,29 +853,15 @@ def main() -> None:
         ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE])
         url = deployment.outputs[outputs.HUB_URL]
         wait_for("the lab", lambda: requests.get(url + "hub/health", verify=str(ca_file), timeout=5).ok, 180)
-        admin = LabUser(base_url=url, ca_file=str(ca_file), name="admin")
-        admin.sign_up()
-        admin.log_in()
-        admin.token = long_lived_token(admin)
+        lab_target = admin_target("juvini", url, str(ca_file), deployment.outputs, STACK, spawn_deadline)
         reference_url, reference_token = reference_deployment(client, images["hub"], reference_images, settings)
 
         def reference_api(method: str, path: str, **kwargs: Any) -> requests.Response:
             headers = {"Authorization": f"token {reference_token}"}
             return requests.request(method, reference_url + path, headers=headers, timeout=60, **kwargs)
 
-        naming = Naming(PROJECT, STACK)
         targets = [
-            Target(
-                "juvini",
-                admin.api,
-                {
-                    "hub": deployment.outputs[outputs.HUB_CONTAINER],
-                    "proxy": deployment.outputs[outputs.PROXY_CONTAINER],
-                },
-                deployment.outputs[outputs.HUB_CONTAINER],
-                naming.physical("user"),
-                spawn_deadline,
-            ),
+            lab_target,
             Target(
                 "reference",
                 reference_api,

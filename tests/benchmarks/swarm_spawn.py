@@ -62,17 +62,18 @@ from tests.benchmarks.lab_spawn import (  # noqa: E402
     ROUND_MARGIN_SECONDS,
     Spawn,
     Target,
+    admin_target,
     all_at_once,
     cell,
-    long_lived_token,
     machine_summary,
     median_or_none,
     ratio_of,
     spawn_one,
 )
 from tests.e2e import test_swarm  # noqa: E402
-from tests.e2e.conftest import SSH_KEY, _free_port, remove_stack_objects  # noqa: E402
-from tests.support.lab_client import DeadlineExceeded, LabUser, wait_for  # noqa: E402
+from tests.e2e.conftest import remove_stack_objects  # noqa: E402
+from tests.support.lab_client import DeadlineExceeded, wait_for  # noqa: E402
+from tests.support.local_stack import SSH_KEY, free_port, lab_paths, local_host  # noqa: E402
 from tests.support.provider_double import bring_up  # noqa: E402
 from tests.support.spawn_timeline import percentile  # noqa: E402
 
@@ -114,13 +115,8 @@ OVERHEAD_NOT_CAPACITY = (
 def single_host_config(root: Path, port: int) -> dict[str, Any]:
     """The single-host lab: the swarm lab's limits and image (test_swarm), on this machine's engine."""
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "usersDir": str(root / "users"),
-            "sharedDir": str(root / "shared"),
-            "hubStateDir": str(root / "hub"),
-            "tlsDir": str(root / "ssl"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root),
         "images": {
             "baseImage": test_swarm.BASE_IMAGE,
             "extraCaBundle": "/usr/local/share/ca-certificates",
@@ -166,26 +162,6 @@ class LabUnderTest:
     nodes: dict[str, str]
     up_seconds: float
     rounds: list[RoundResult] = field(default_factory=list)
-
-
-def admin_target(name: str, url: str, ca_file: str, deployment_outputs: dict[str, Any], stack: str) -> Target:
-    """The hub's admin (signed up, a token for the run) as lab_spawn's Target, the lab's users created."""
-    settings_deadline = _spawn_deadline()
-    admin = LabUser(base_url=url, ca_file=ca_file, name="admin")
-    admin.sign_up()
-    admin.log_in()
-    admin.token = long_lived_token(admin)
-    return Target(
-        name,
-        admin.api,
-        {
-            "hub": deployment_outputs[outputs.HUB_CONTAINER],
-            "proxy": deployment_outputs[outputs.PROXY_CONTAINER],
-        },
-        deployment_outputs[outputs.HUB_CONTAINER],
-        Naming(PROJECT, stack).physical("user"),
-        settings_deadline,
-    )
 
 
 def _spawn_deadline() -> float:
@@ -249,7 +225,7 @@ def single_host_lab() -> Iterator[LabUnderTest]:
     tagged: list[str] = []
     started = time.perf_counter()
     try:
-        deployment = bring_up(single_host_config(root, _free_port()), stack=SINGLE_HOST_STACK)
+        deployment = bring_up(single_host_config(root, free_port()), stack=SINGLE_HOST_STACK)
         try:
             up_seconds = time.perf_counter() - started
             tagged += [Naming(PROJECT, SINGLE_HOST_STACK).image("foundation", TAG)]
@@ -258,7 +234,9 @@ def single_host_lab() -> Iterator[LabUnderTest]:
             ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")
             url = deployment.outputs[outputs.HUB_URL]
             wait_for("the lab", lambda: requests.get(url + "hub/health", verify=str(ca_file), timeout=5).ok, 180)
-            target = admin_target(SINGLE_HOST, url, str(ca_file), deployment.outputs, SINGLE_HOST_STACK)
+            target = admin_target(
+                SINGLE_HOST, url, str(ca_file), deployment.outputs, SINGLE_HOST_STACK, _spawn_deadline()
+            )
 
             def container_of(name: str) -> str:
                 return f"{target.user_prefix}-{name}"
@@ -302,7 +280,7 @@ def swarm_lab() -> Iterator[LabUnderTest]:
     started = time.perf_counter()
     with test_swarm.swarm_lab_running(bed_prefix=BED_PREFIX) as lab:
         up_seconds = time.perf_counter() - started
-        target = admin_target(SWARM, lab.url, lab.ca_file, lab.deployment.outputs, test_swarm.STACK)
+        target = admin_target(SWARM, lab.url, lab.ca_file, lab.deployment.outputs, test_swarm.STACK, _spawn_deadline())
 
         def gone(names: list[str]) -> bool:
             services = lab.engine.services.list(filters={"label": test_swarm.STACK_LABEL})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,22 +20,16 @@ import requests
 from infra import outputs
 from infra.flavours import BY_NAME as FLAVOURS
 from tests.support.lab_client import LabUser, wait_for
+from tests.support.local_stack import SSH_KEY, free_port, lab_paths, local_host
 from tests.support.provider_double import Deployment, bring_up
 
 STACK = "e2e"
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 IDLE_TIMEOUT = 150  # seconds; short so that the culling test finishes in CI
 #: spawner.kernelIdleTimeout and terminalIdleTimeout of the e2e lab: longer than any test leaves a kernel
 #: idle (kernels the tests use are connected, so never culled), short for the kernel-culling test.
 KERNEL_IDLE_TIMEOUT = 40
 #: auth.native.lockoutSeconds of the e2e lab (the default, 600, is too long to wait for).
 LOCKOUT_SECONDS = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def remove_stack_objects(client: docker.DockerClient, stack: str) -> None:
@@ -145,15 +138,8 @@ def lab_profiles() -> list[dict[str, Any]]:
 
 def lab_config(root: Path, port: int) -> dict[str, Any]:
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "sharedDir": str(root / "shared"),
-            "tlsDir": str(root / "ssl"),
-            "usersDir": str(root / "users"),
-            "hubStateDir": str(root / "hub"),
-            "groupsDir": str(root / "groups"),
-            "dataDir": str(root / "data"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root, groupsDir=root / "groups", dataDir=root / "data"),
         "folders": {"groups": list(GROUP_FOLDERS)},
         "profiles": lab_profiles(),
         "images": {
@@ -188,7 +174,7 @@ def lab() -> Iterator[Lab]:
     remove_stack_objects(client, STACK)
     root = Path(tempfile.mkdtemp(prefix="juvini-e2e-", dir="/var/tmp"))
     root.chmod(0o755)
-    config = lab_config(root, _free_port())
+    config = lab_config(root, free_port())
     deployment = bring_up(config, stack=STACK)
     ca_file = root / "lab-ca.pem"
     ca_file.write_text(deployment.outputs[outputs.CA_CERTIFICATE], encoding="utf-8")

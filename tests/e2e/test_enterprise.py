@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import ssl
 import stat
 import tempfile
@@ -44,7 +43,8 @@ from infra.flavours import BY_NAME as FLAVOURS
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
 from tests.integration.test_cifs import kernel_cifs_support
 from tests.support import peers
-from tests.support.lab_client import LabUser, wait_for
+from tests.support.lab_client import LabUser, new_api_token, wait_for
+from tests.support.local_stack import free_port
 from tests.support.peers import ALICE, BOB, CAROL, REALM, TEAM_FILE, TEAM_FILE_TEXT, TEAM_SHARE, Peer
 from tests.support.provider_double import bring_up
 
@@ -116,12 +116,6 @@ print(json.dumps({
     "krb5_conf": open("/etc/krb5.conf").read(),
 }))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -222,7 +216,7 @@ def ad_lab() -> Iterator[EnterpriseLab]:
         cifs_missing = kernel_cifs_support()
         names = ("slapd", "kdc") if cifs_missing is not None else ("slapd", "kdc", "samba")
         running = {name: _start_peer(name, network, client) for name in names}
-        config = lab_config(root, _free_port())
+        config = lab_config(root, free_port())
         config["auth"] = peers.stack_ldap_config(running["slapd"].ip, peers.ldap_ca_certificate(running["slapd"]))
         # Directory groups become hub groups at each login.
         config["auth"]["ldap"] = {**config["auth"]["ldap"], "groupSearchBase": peers.GROUPS_DN}
@@ -296,20 +290,14 @@ def log_in(ad_lab: EnterpriseLab, typed: str, password: str) -> LabUser:
     me = session.get(ad_lab.url + "hub/api/user", headers=headers, timeout=30)
     me.raise_for_status()
     name = me.json()["name"]
-    created = session.post(
-        ad_lab.url + f"hub/api/users/{name}/tokens",
-        json={"note": "e2e-ad", "expires_in": 3600},
-        headers=headers,
-        timeout=30,
-    )
-    created.raise_for_status()
+    token = new_api_token(session, ad_lab.url, name, "e2e-ad")
     return LabUser(
         base_url=ad_lab.url,
         ca_file=ad_lab.lab.ca_file,
         name=name,
         password=password,
         session=session,
-        token=created.json()["token"],
+        token=token,
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import html
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from infra.flavours import BY_NAME as FLAVOURS
 from infra.settings import parse_settings
 from tests.e2e.conftest import Lab, lab_config, remove_stack_objects
 from tests.support import peers
-from tests.support.lab_client import LabUser, wait_for
+from tests.support.lab_client import LabUser, new_api_token, wait_for
+from tests.support.local_stack import free_port
 from tests.support.peers import ALICE, BOB, CAROL, Account, Peer
 from tests.support.provider_double import bring_up
 
@@ -50,12 +50,6 @@ LOGIN_COOKIE = "jupyterhub-hub-login"
 BASE_IMAGE = FLAVOURS["base"].display_name
 #: Redirects a login follows at most (lab -> provider -> forms -> lab).
 MAX_HOPS = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -106,7 +100,7 @@ def oidc_lab() -> Iterator[OidcLab]:
     root = Path(tempfile.mkdtemp(prefix="juvini-e2e-oidc-", dir="/var/tmp"))
     root.chmod(0o755)
     try:
-        config = lab_config(root, _free_port())
+        config = lab_config(root, free_port())
         # One image (fast); no culling; Spark ports apart from the other e2e labs'.
         config["spawner"] = config["spawner"] | {"allowedImages": ["base"], "idleTimeout": 0}
         config.pop("profiles", None)  # the e2e lab's name the other images: here the base image is the one
@@ -213,14 +207,8 @@ def lab_user(oidc_lab: OidcLab, login: Login) -> LabUser:
     me = session.get(oidc_lab.url + "hub/api/user", headers=headers, timeout=30)
     me.raise_for_status()
     name = me.json()["name"]
-    created = session.post(
-        oidc_lab.url + f"hub/api/users/{name}/tokens",
-        json={"note": STACK, "expires_in": 3600},
-        headers=headers,
-        timeout=30,
-    )
-    created.raise_for_status()
-    return LabUser(base_url=oidc_lab.url, ca_file=oidc_lab.lab.ca_file, name=name, token=created.json()["token"])
+    token = new_api_token(session, oidc_lab.url, name, STACK)
+    return LabUser(base_url=oidc_lab.url, ca_file=oidc_lab.lab.ca_file, name=name, token=token)
 
 
 @pytest.fixture(scope="module")

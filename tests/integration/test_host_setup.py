@@ -19,22 +19,16 @@ from cryptography import x509
 from infra.host import Host
 from infra.settings import load_settings
 from infra.tls import Tls
+from tests.support.local_stack import SSH_KEY, lab_paths, local_host
 from tests.support.provider_double import Deployment, _ssh, apply
 
 pytestmark = pytest.mark.integration
 
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
-
 
 def host_config(root: Path, allow_data_removal: bool = False) -> dict[str, Any]:
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "sharedDir": str(root / "shared"),
-            "tlsDir": str(root / "etc" / "ssl"),
-            "usersDir": str(root / "users"),
-            "hubStateDir": str(root / "hub"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root, tlsDir=root / "etc" / "ssl"),
         "allowDataRemoval": allow_data_removal,
         "tls": {"dnsNames": ["localhost", "lab.test"], "ipAddresses": ["127.0.0.1"]},
     }

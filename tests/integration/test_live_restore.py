@@ -14,23 +14,13 @@ import pytest
 from infra.host import DAEMON_JSON, LIVE_RESTORE_MARKERS, Host
 from infra.naming import Naming
 from infra.settings import load_settings
+from tests.support.engine import live_restore
+from tests.support.local_stack import local_host
 from tests.support.provider_double import apply
 
 pytestmark = pytest.mark.integration
 
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
-CONFIG = {"host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)}}
-
-
-def live_restore() -> bool:
-    answer = subprocess.run(
-        ["/usr/bin/docker", "info", "--format", "{{.LiveRestoreEnabled}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return answer.stdout.strip() == "true"
+CONFIG = {"host": local_host()}
 
 
 def declare() -> None:

@@ -32,12 +32,12 @@ from infra.network import Networks
 from infra.settings import load_settings, parse_settings
 from tests.support.engine import engine_restart_unsafe, restart_engine
 from tests.support.lab_client import wait_for
+from tests.support.local_stack import SSH_KEY, lab_paths, local_host
 from tests.support.outside import Outside, outside_machine
 from tests.support.provider_double import Deployment, _ssh, apply
 
 pytestmark = pytest.mark.integration
 
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 #: Made by tests/setup.sh; perl-base is in it, so servers and probes need nothing more.
 IMAGE = "juvini-base:bookworm"
 SERVER_PORT = 8888  # what a user's server listens on
@@ -76,13 +76,8 @@ def declare() -> None:
 
 def stack_config(root: Path, subnet: str, egress: list[str]) -> dict[str, Any]:
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "sharedDir": str(root / "shared"),
-            "tlsDir": str(root / "ssl"),
-            "usersDir": str(root / "users"),
-            "hubStateDir": str(root / "hub"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root),
         "network": {"usersSubnet": subnet, "egress": egress},
     }
 

@@ -26,11 +26,11 @@ from infra.host import Host, privileged
 from infra.naming import Naming
 from infra.network import Networks, subnet_check_script
 from infra.settings import load_settings, parse_settings
+from tests.support.local_stack import SSH_KEY, lab_paths, local_host
 from tests.support.provider_double import Deployment, _ssh, apply
 
 pytestmark = pytest.mark.integration
 
-SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 PREFIX = "juvini-subnetcheck-"
 #: A network of the engine that is none of the stacks' here.
 OTHER = f"{PREFIX}other"
@@ -77,13 +77,8 @@ def declare() -> None:
 
 def stack_config(root: Path) -> dict[str, Any]:
     return {
-        "host": {"address": "127.0.0.1", "sshUser": "root", "sshPrivateKeyFile": str(SSH_KEY)},
-        "paths": {
-            "sharedDir": str(root / "shared"),
-            "tlsDir": str(root / "ssl"),
-            "usersDir": str(root / "users"),
-            "hubStateDir": str(root / "hub"),
-        },
+        "host": local_host(),
+        "paths": lab_paths(root),
         "network": {"usersSubnet": USERS_SUBNET, "hubSubnet": HUB_SUBNET},
     }
 

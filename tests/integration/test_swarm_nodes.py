@@ -32,7 +32,6 @@ STACK = "it-swarm"
 PREFIX = f"juvini-{STACK}"
 #: This module's own bed, apart from the bed's own tests' one.
 BED_PREFIX = "juvini-bed-swarmnodes"
-LOCAL_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 
 
 def declare() -> None:

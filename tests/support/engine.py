@@ -12,6 +12,18 @@ ENSURE_ENGINE = Path(__file__).resolve().parents[2] / "images" / "tools" / "ensu
 DOCKERD_PID_FILE = Path("/var/run/docker.pid")
 
 
+def live_restore() -> bool:
+    """Whether this machine's engine has live-restore on (as ``docker info`` says)."""
+    answer = subprocess.run(
+        ["/usr/bin/docker", "info", "--format", "{{.LiveRestoreEnabled}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return answer.stdout.strip() == "true"
+
+
 def engine_restart_unsafe() -> str | None:
     """Why restarting dockerd would stop containers here (other helpers' too), or None when it is safe:
     containerd must run on its own (as Debian's containerd.service does, and as ensure-docker-engine.sh
@@ -20,14 +32,7 @@ def engine_restart_unsafe() -> str | None:
     children = subprocess.run(["pgrep", "-P", pid, "-x", "containerd"], capture_output=True, text=True, check=False)
     if children.stdout.strip():
         return "this machine's dockerd runs its own containerd: restarting dockerd stops every container"
-    live_restore = subprocess.run(
-        ["/usr/bin/docker", "info", "--format", "{{.LiveRestoreEnabled}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    if live_restore.stdout.strip() != "true":
+    if not live_restore():
         return "the engine's live-restore is off: restarting dockerd stops every container"
     return None
 

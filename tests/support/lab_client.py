@@ -48,6 +48,18 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)
 
 
+def new_api_token(session: requests.Session, base_url: str, name: str, note: str, expires_in: int = 3600) -> str:
+    """An API token of hub user ``name``, asked for by its logged-in session (with the session's _xsrf)."""
+    created = session.post(
+        base_url.rstrip("/") + f"/hub/api/users/{name}/tokens",
+        json={"note": note, "expires_in": expires_in},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf") or ""},
+        timeout=30,
+    )
+    created.raise_for_status()
+    return str(created.json()["token"])
+
+
 @dataclass
 class LabUser:
     """One person using the lab through a browser-like session, then an API token."""
@@ -93,15 +105,7 @@ class LabUser:
         response = self.session.post(self.url("hub/login"), data=form, timeout=30, allow_redirects=False)
         if response.status_code not in (302, 303) or "jupyterhub-session-id" not in self.session.cookies:
             raise AssertionError(f"login of {self.name} failed: {response.status_code} {response.text[:300]}")
-        xsrf = self.session.cookies.get("_xsrf") or ""
-        created = self.session.post(
-            self.url(f"hub/api/users/{self.name}/tokens"),
-            json={"note": "e2e", "expires_in": 3600},
-            headers={"X-XSRFToken": xsrf or ""},
-            timeout=30,
-        )
-        created.raise_for_status()
-        self.token = created.json()["token"]
+        self.token = new_api_token(self.session, self.base_url, self.name, "e2e")
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = kwargs.pop("headers", {}) | {"Authorization": f"token {self.token}"}

@@ -372,24 +372,29 @@ def extra_ca_certificates() -> str:
 
 
 @functools.cache
-def build_peer(name: str) -> str:
-    """Build the peer's image (cached by Docker's layer cache); its tag."""
-    spec = PEERS[name]
-    base = ensure_base_image()
-    registry_args = ["--build-arg", f"EXTRA_CA_CERTS={extra_ca_certificates()}"] if spec.uses_registry else []
+def build_peer_image(
+    folder: str,
+    tag: str,
+    labels: tuple[tuple[str, str], ...] = (),
+    build_args: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """Build ``tests/peers/<folder>/Dockerfile`` (context ``tests/peers``) on the local base image
+    as ``tag``, once per run; Docker's layer cache makes a rebuild of unchanged files instant.
+
+    Used for the peers of PEERS (:func:`build_peer`) and for images made outside them (e.g. the
+    swarm test bed's node and registry)."""
+    every_build_arg = (("BASE_IMAGE", ensure_base_image()), *build_args)
+    options = [option for name, value in every_build_arg for option in ("--build-arg", f"{name}={value}")]
+    options += [option for name, value in labels for option in ("--label", f"{name}={value}")]
     result = subprocess.run(
         [
             DOCKER_CLI,
             "build",
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            *registry_args,
-            "--label",
-            LABEL_FILTER,
+            *options,
             "--tag",
-            spec.image,
+            tag,
             "--file",
-            str(PEERS_DIR / name / "Dockerfile"),
+            str(PEERS_DIR / folder / "Dockerfile"),
             str(PEERS_DIR),
         ],
         capture_output=True,
@@ -398,8 +403,16 @@ def build_peer(name: str) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise PeerError(f"building {spec.image} failed:\n{(result.stdout + result.stderr)[-4000:]}")
-    return spec.image
+        raise PeerError(f"building {tag} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return tag
+
+
+@functools.cache
+def build_peer(name: str) -> str:
+    """Build the peer's image (cached by Docker's layer cache); its tag."""
+    spec = PEERS[name]
+    registry_args = (("EXTRA_CA_CERTS", extra_ca_certificates()),) if spec.uses_registry else ()
+    return build_peer_image(name, spec.image, tuple(LABELS.items()), registry_args)
 
 
 def free_subnet(client: docker.DockerClient, probe_name: str, labels: dict[str, str]) -> ipaddress.IPv4Network:
@@ -650,35 +663,3 @@ def stack_oidc_config(ip: str, ca_pem: str, client_secret: str = OIDC_CLIENT_SEC
             "loginService": "Lab test SSO",
         },
     }
-
-
-# --- peer images made outside PEERS (e.g. the swarm test bed's node and registry) ------------
-
-
-@functools.cache
-def build_peer_image(folder: str, tag: str, labels: tuple[tuple[str, str], ...] = ()) -> str:
-    """Build ``tests/peers/<folder>/Dockerfile`` (context ``tests/peers``) on the local base image
-    as ``tag``, once per run; Docker's layer cache makes a rebuild of unchanged files instant."""
-    base = ensure_base_image()
-    label_args = [argument for name, value in labels for argument in ("--label", f"{name}={value}")]
-    result = subprocess.run(
-        [
-            DOCKER_CLI,
-            "build",
-            "--build-arg",
-            f"BASE_IMAGE={base}",
-            *label_args,
-            "--tag",
-            tag,
-            "--file",
-            str(PEERS_DIR / folder / "Dockerfile"),
-            str(PEERS_DIR),
-        ],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"DOCKER_BUILDKIT": "1"},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise PeerError(f"building {tag} failed:\n{(result.stdout + result.stderr)[-4000:]}")
-    return tag

@@ -84,6 +84,7 @@ from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 
 from tests.support import peers
+from tests.support.local_stack import SSH_KEY
 from tests.support.peers import PeerNetwork
 
 # --- names and places -----------------------------------------------------------------------
@@ -107,8 +108,6 @@ REGISTRY_ADDRESS_INDEX = 5
 FIRST_NODE_ADDRESS_INDEX = 11
 
 # --- access ---------------------------------------------------------------------------------
-#: The dev key tests/setup.sh makes (infra/bootstrap/dev-host.sh); every node accepts it.
-DEV_SSH_KEY = Path.home() / ".ssh" / "juvini_dev_ed25519"
 #: The nodes' non-root account with password-less sudo (tests/peers/swarm-node/install.sh).
 SUDO_USER = "bedadmin"
 
@@ -267,7 +266,8 @@ class SwarmBed:
     """Nodes and a registry on one private network; see the module's documentation."""
 
     prefix: str = BED_PREFIX
-    ssh_key: Path = DEV_SSH_KEY
+    #: The key every node accepts: its public half goes to the nodes at their start (BED_AUTHORIZED_KEYS).
+    ssh_key: Path = SSH_KEY
     #: Serve the registry over HTTPS from a bed CA, instead of plain HTTP.
     registry_tls: bool = False
     #: With ``registry_tls``: the nodes' engines trust the bed CA from their start. False: they do
