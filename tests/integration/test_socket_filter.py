@@ -17,6 +17,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,29 @@ def lab_filter() -> Iterator[Filter]:
         remove_stack_objects(engine)
         shutil.rmtree(root, ignore_errors=True)
         assert not errors, errors
+
+
+def test_a_call_is_answered_at_once_while_hundreds_of_idle_connections_are_open(lab_filter: Filter) -> None:
+    """Busy minutes leave many idle keep-alive connections open (each until the filter's idle
+    timeout): a new call must not queue behind them. Found at 256 connections: ~15 s waits."""
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(600):
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.settimeout(5)
+            try:
+                connection.connect(lab_filter.socket)
+            except OSError as error:
+                connection.close()
+                pytest.fail(f"the filter takes no connection beyond {len(idle)} idle ones: {error}")
+            idle.append(connection)
+        began = time.monotonic()
+        answered = lab_filter.client().ping()
+        seconds = time.monotonic() - began
+    finally:
+        for connection in idle:
+            connection.close()
+    assert answered and seconds < 3, f"a call behind {len(idle)} idle connections took {seconds:.1f} s"
 
 
 def test_the_filter_container_runs_without_capabilities_or_network(lab_filter: Filter) -> None:
