@@ -307,8 +307,8 @@ class Host(pulumi.ComponentResource):
         return remote.Command(
             f"{self.pulumi_resource_name}-network-isolation",
             connection=self.connection,
-            create=privileged(settings, create),
-            delete=privileged(settings, delete),
+            create=self.privileged(create),
+            delete=self.privileged(delete),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.ready),
         )
 

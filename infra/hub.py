@@ -53,9 +53,9 @@ def auth_environment(settings: Settings) -> dict[str, str]:
 
 
 def registry_environment(settings: Settings) -> dict[str, str]:
-    """Under Swarm, the pull login (images.pullUsername) the hub hands the swarm with each user's server."""
+    """The pull login (images.pullUsername, Swarm only) the hub hands the swarm with each user's server."""
     images = settings.images
-    if not settings.swarm.enabled or images.pull_username is None or images.pull_password is None:
+    if images.pull_username is None or images.pull_password is None:
         return {}
     return {
         "JUVINI_REGISTRY_PULL_USERNAME": images.pull_username,

@@ -201,7 +201,6 @@ class SwarmCluster(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         swarm = settings.swarm
         self._settings, self._naming, self._manager = settings, naming, manager
-        self._name = name
         create, delete = manager_scripts(settings, naming)
         self.manager = remote.Command(
             f"{name}-manager",
@@ -375,7 +374,8 @@ class SwarmCluster(pulumi.ComponentResource):
             on_manager = host is self._manager
             after: list[pulumi.Resource] = [images, *([trust] if trust else [])]
             after.append(self.manager_node if on_manager else self.nodes[host.node.name])
-            prefix = f"{self._name}-manager" if on_manager else f"{self._name}-worker-{host.node.name}"
+            name = self.pulumi_resource_name
+            prefix = f"{name}-manager" if on_manager else f"{name}-worker-{host.node.name}"
             self.registry_checks[host.node.name] = remote.Command(
                 f"{prefix}-registry-check",
                 connection=host.connection,

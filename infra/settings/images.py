@@ -6,7 +6,6 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
-from pydantic.alias_generators import to_snake
 
 from infra.settings.base import PEM_CERT, Problem, Section, refuse
 
@@ -116,13 +115,16 @@ class ImageSettings(Section):
         problems = []
         if self.push and not self.registry:
             problems.append(Problem("push", True, "needs images.registry, the registry to push to"))
-        for user, password in (("registryUsername", "registryPassword"), ("pullUsername", "pullPassword")):
-            values = {user: getattr(self, to_snake(user)), password: getattr(self, to_snake(password))}
-            if (values[user] is None) != (values[password] is None):
-                given = user if values[user] is not None else password
-                problems.append(Problem(given, "(set)", f"needs both images.{user} and images.{password}"))
-        for key in ("registryCa", "pullUsername"):
-            if getattr(self, to_snake(key)) is not None and not self.registry:
+        logins = (
+            ("registryUsername", self.registry_username, "registryPassword", self.registry_password),
+            ("pullUsername", self.pull_username, "pullPassword", self.pull_password),
+        )
+        for user_key, user, password_key, password in logins:
+            if (user is None) != (password is None):
+                given = user_key if user is not None else password_key
+                problems.append(Problem(given, "(set)", f"needs both images.{user_key} and images.{password_key}"))
+        for key, value in (("registryCa", self.registry_ca), ("pullUsername", self.pull_username)):
+            if value is not None and not self.registry:
                 problems.append(Problem(key, "(set)", "needs images.registry, the registry it is for"))
         refuse(problems)
         return self

@@ -779,6 +779,13 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
         "create --with-registry-auth` does.",
     ).tag(config=True)
 
+    @validate("pull_login")
+    def _pull_login_complete(self, proposal: Any) -> dict[str, str]:
+        login = dict(proposal["value"])
+        if login and sorted(login) != ["password", "registry", "username"]:
+            raise TraitError(f"pull_login needs exactly registry, username and password; got {sorted(login)}")
+        return login
+
     pinned_images = Dict(
         {},
         help="Image name -> that image pinned to the digest the stack pushed (name@sha256:...): the "
@@ -805,13 +812,6 @@ class JuviniSwarmSpawner(JuviniSpawnerMixin, SwarmSpawner):
             return await super().create_object()
         finally:
             self.extra_container_spec = configured
-
-    @validate("pull_login")
-    def _pull_login_complete(self, proposal: Any) -> dict[str, str]:
-        login = dict(proposal["value"])
-        if login and sorted(login) != ["password", "registry", "username"]:
-            raise TraitError(f"pull_login needs exactly registry, username and password; got {sorted(login)}")
-        return login
 
     def new_docker_client(self, api_version: str | None) -> Any:
         """A client that sends the pull login with the services it creates for that registry."""
